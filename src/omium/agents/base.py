@@ -1,0 +1,79 @@
+"""The one interface every agent kind implements, and the context each call gets."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from omium.errors import FieldProblem
+from omium.workflow.model import AgentSpec
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What an agent knows about the call it serves.
+
+    ``idempotency_key`` is the same for every attempt and every resume of this agent in this
+    execution: an agent with outside effects (a payment, an e-mail) passes it on so the effect
+    happens once even when the agent is re-run after a crash.
+    """
+
+    execution_id: str
+    agent_id: str
+    attempt: int
+    tenant_id: str = "local"
+    workflow_name: str = ""
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.execution_id}:{self.agent_id}"
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A receiver's answer to a handoff: accepted, or refused with a reason."""
+
+    accepted: bool
+    reason: str | None = None
+
+    @classmethod
+    def coerce(cls, value: Any) -> Ack:
+        """Accept hooks may return Ack, bool, or (bool, reason)."""
+        if isinstance(value, Ack):
+            return value
+        if isinstance(value, tuple) and len(value) == 2:
+            return cls(bool(value[0]), None if value[1] is None else str(value[1]))
+        return cls(bool(value))
+
+
+ACCEPT = Ack(True)
+
+
+class Agent(ABC):
+    """An agent kind ("framework"). Subclasses are registered under the ``omium.agents``
+    entry-point group so other packages can add their own."""
+
+    framework: ClassVar[str]
+
+    def __init__(self, spec: AgentSpec, base_dir: str | None = None) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+
+    @classmethod
+    def check(cls, spec: AgentSpec, base_dir: str | None) -> list[FieldProblem]:
+        """Problems with ``spec.definition`` found before anything runs (paths relative to it)."""
+        return []
+
+    @abstractmethod
+    async def run(self, inputs: Any, ctx: AgentContext) -> Any:
+        """Do the agent's work and return its (JSON-serialisable) output."""
+
+    @property
+    def has_accept_hook(self) -> bool:
+        """False when ``accept`` always says yes, so handoffs can skip asking (hot path)."""
+        return type(self).accept is not Agent.accept
+
+    async def accept(self, data: Any, ctx: AgentContext) -> Ack:
+        """Acknowledge a handoff of valid data; override to refuse with a reason."""
+        return ACCEPT

@@ -1,0 +1,75 @@
+"""``framework: python``: an agent that is a plain Python function, sync or async."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from omium.agents._imports import import_ref
+from omium.agents.base import Ack, Agent, AgentContext
+from omium.errors import FieldProblem
+from omium.workflow.model import AgentSpec
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+class PythonAgent(Agent):
+    """``definition: {callable: "pkg.mod:fn", accept?: "pkg.mod:hook"}``.
+
+    ``fn(inputs)`` or ``fn(inputs, ctx)``; async functions are awaited, sync ones run in a
+    thread so they never block the other agents of a parallel step. ``accept(data, ctx)``
+    returns bool, (bool, reason) or Ack.
+    """
+
+    framework = "python"
+
+    def __init__(self, spec: AgentSpec, base_dir: str | None = None) -> None:
+        super().__init__(spec, base_dir)
+        self.fn = import_ref(spec.definition["callable"], base_dir)
+        self._with_ctx = _takes_context(self.fn)
+        self._is_async = inspect.iscoroutinefunction(self.fn)
+        hook = spec.definition.get("accept")
+        self.accept_hook = import_ref(hook, base_dir) if hook else None
+
+    @classmethod
+    def check(cls, spec: AgentSpec, base_dir: str | None) -> list[FieldProblem]:
+        problems = []
+        if "callable" not in spec.definition:
+            return [FieldProblem("definition.callable", "required for framework: python")]
+        unknown = set(spec.definition) - {"callable", "accept"}
+        if unknown:
+            problems.append(FieldProblem("definition", f"unknown keys {sorted(unknown)}"))
+        for key in ("callable", "accept"):
+            if key in spec.definition:
+                try:
+                    import_ref(spec.definition[key], base_dir)
+                except ValueError as err:
+                    problems.append(FieldProblem(f"definition.{key}", str(err)))
+        return problems
+
+    async def run(self, inputs: Any, ctx: AgentContext) -> Any:
+        args = (inputs, ctx) if self._with_ctx else (inputs,)
+        if self._is_async:
+            return await self.fn(*args)
+        return await asyncio.to_thread(self.fn, *args)
+
+    @property
+    def has_accept_hook(self) -> bool:
+        return self.accept_hook is not None
+
+    async def accept(self, data: Any, ctx: AgentContext) -> Ack:
+        if self.accept_hook is None:
+            return await super().accept(data, ctx)
+        result = self.accept_hook(data, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        return Ack.coerce(result)

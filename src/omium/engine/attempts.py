@@ -1,0 +1,69 @@
+"""One agent, all its attempts: timeout, output validation, exponential backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omium.agents.base import Agent, AgentContext
+from omium.coordination.schemas import first_error
+from omium.engine.failures import Failure, classify, describe
+from omium.errors import OutputValidationError
+from omium.workflow.model import AgentSpec
+
+Sleep = Callable[[float], Awaitable[None]]
+OnFailedAttempt = Callable[[str, int, str, str], Awaitable[None]]
+
+
+@dataclass
+class Success:
+    output: Any
+    attempt: int
+    started_at: float
+    finished_at: float
+
+
+async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext) -> Any:
+    """One attempt. A sync agent past its timeout keeps its thread (Python cannot kill
+    threads) but its result is discarded."""
+    call = agent.run(inputs, ctx)
+    output = await (asyncio.wait_for(call, spec.timeout_s) if spec.timeout_s else call)
+    schema = spec.output_schema
+    if schema is not None and (err := first_error(schema, output)):
+        where = err.json_path
+        raise OutputValidationError(f"output does not match output_schema at {where}: "
+                                    f"{err.message}")
+    return output
+
+
+async def run_with_retries(agent: Agent, spec: AgentSpec, inputs: Any, *, execution_id: str,
+                           agent_id: str, tenant_id: str, workflow_name: str,
+                           on_failed_attempt: OnFailedAttempt, sleep: Sleep = asyncio.sleep,
+                           max_attempts: int | None = None) -> Success | Failure:
+    """Try up to ``retry.max_attempts`` times; every failed attempt is reported (and stored
+    by the caller) with its type and error before the backoff."""
+    policy = spec.retry
+    attempts = max_attempts or policy.max_attempts
+    last: Failure | None = None
+    for attempt in range(1, attempts + 1):
+        ctx = AgentContext(execution_id, agent_id, attempt, tenant_id, workflow_name)
+        started = time.time()
+        try:
+            output = await run_once(agent, spec, inputs, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            kind = "timeout" if isinstance(err, TimeoutError) else classify(err)
+            text = (f"no result within {spec.timeout_s:g}s" if kind == "timeout"
+                    else describe(err))
+            last = Failure(agent_id, kind, text, attempt)
+            await on_failed_attempt(agent_id, attempt, kind, text)
+            if attempt < attempts:
+                await sleep(policy.delay(attempt))
+            continue
+        return Success(output, attempt, started, time.time())
+    assert last is not None
+    return last

@@ -1,0 +1,27 @@
+"""What an execution returns to its caller."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ExecutionResult:
+    execution_id: str
+    status: str  # queued | running | completed | failed | awaiting_review | cancelled
+    results: dict[str, Any] = field(default_factory=dict)  # agent id -> output
+    consensus: dict[str, Any] | None = None  # with "agreement_level", "decision", "outcome"
+    decision: Any = None
+    output: Any = None  # the final agent's output (sinks by id when there are several)
+    failed_agent: str | None = None
+    failure_type: str | None = None
+    error: str | None = None
+    reused: list[str] = field(default_factory=list)  # agents taken from checkpoints this run
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,99 @@
+"""One exception hierarchy for Omium (as httpx does): catch ``OmiumError`` for all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jsonschema
+
+
+class OmiumError(Exception):
+    """Base class of every error Omium raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem in user input: where it is (``agents[1].framework``) and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+class WorkflowValidationError(OmiumError):
+    """A workflow definition is malformed; ``problems`` names every field and reason."""
+
+    def __init__(self, problems: list[FieldProblem], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid workflow{where} ({len(problems)} problem(s)):\n{lines}")
+
+
+class InputValidationError(OmiumError):
+    """Execution inputs do not match the input schema of the agents that receive them."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__("invalid inputs:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class HandoffValidationError(jsonschema.ValidationError, OmiumError):
+    """Handoff data violates the receiver's input schema.
+
+    Subclasses ``jsonschema.ValidationError`` so ``pytest.raises(ValidationError)`` (the plan's
+    test) and callers that already handle jsonschema errors keep working.
+    """
+
+    receiver: str | None = None
+
+    @classmethod
+    def from_error(cls, err: jsonschema.ValidationError,
+                   receiver: str | None = None) -> HandoffValidationError:
+        """Wrap jsonschema's error, keeping its path so ``json_path`` names the bad field."""
+        new = cls(err.message, validator=err.validator, path=err.path, cause=err.cause,
+                  context=err.context, validator_value=err.validator_value,
+                  instance=err.instance, schema=err.schema, schema_path=err.schema_path)
+        new.receiver = receiver
+        return new
+
+    def __str__(self) -> str:
+        to = f" for {self.receiver}" if self.receiver else ""
+        return f"handoff data invalid{to} at {self.json_path}: {self.message}"
+
+
+class ExecutionNotFoundError(OmiumError):
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"no execution with id {execution_id!r}")
+
+
+class ExecutionStateError(OmiumError):
+    """An operation is not valid in the execution's current status (e.g. review a completed run)."""
+
+
+class StaleLeaseError(OmiumError):
+    """A write carried an old lease epoch: another worker owns the execution now."""
+
+
+class AgentError(OmiumError):
+    """Raised by agents to signal a failure with an explicit failure type."""
+
+    failure_type = "exception"
+
+
+class AgentTimeoutError(AgentError):
+    failure_type = "timeout"
+
+
+class OutputValidationError(AgentError):
+    failure_type = "validation_error"
+
+
+class LLMError(AgentError):
+    """Base class for LLM-call failures; classified as ``llm_error``."""
+
+    failure_type = "llm_error"

@@ -1,0 +1,101 @@
+"""The one storage interface; SQLite and PostgreSQL implement it with the same SQL."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
+
+if TYPE_CHECKING:
+    from omium.coordination.handoff import HandoffRecord
+
+
+class Store(ABC):
+    """Durable state of workflows and executions. All methods are coroutine-safe."""
+
+    url: str
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections and bring the schema to the current migration."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- workflows
+    @abstractmethod
+    async def put_workflow(self, name: str, definition: dict[str, Any]) -> str:
+        """Store a definition (idempotent by content); return its id."""
+
+    @abstractmethod
+    async def get_workflow(self, workflow_id: str) -> dict[str, Any] | None: ...
+
+    # -- executions
+    @abstractmethod
+    async def create_execution(self, rec: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        """Insert unless the id exists; return the stored row and whether it was created."""
+
+    @abstractmethod
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    @abstractmethod
+    async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
+                              limit: int = 50) -> list[ExecutionRecord]: ...
+
+    @abstractmethod
+    async def update_execution(self, execution_id: str, *, status: str,
+                               expect_status: Sequence[str] | None = None,
+                               events: Sequence[EventRecord] = (),
+                               **fields: Any) -> bool:
+        """Set status (and decision/result/error/failed_agent/failure_type/finished_at) with
+        ``events`` in one transaction; with ``expect_status`` only from those statuses.
+        Returns whether the row changed."""
+
+    # -- checkpoints, handoffs, events, consensus
+    @abstractmethod
+    async def save_checkpoint(self, cp: CheckpointRecord,
+                              handoffs: Sequence[HandoffRecord] = (),
+                              events: Sequence[EventRecord] = (),
+                              consensus: ConsensusRecord | None = None) -> bool:
+        """Write the checkpoint with pending handoff records, events and a vote's result in
+        one transaction. False (nothing written) if the agent already has a live checkpoint."""
+
+    @abstractmethod
+    async def get_checkpoints(self, execution_id: str, *,
+                              include_superseded: bool = False) -> list[CheckpointRecord]: ...
+
+    @abstractmethod
+    async def supersede_checkpoints(self, execution_id: str, agent_ids: Sequence[str],
+                                    events: Sequence[EventRecord] = ()) -> int: ...
+
+    @abstractmethod
+    async def add_handoffs(self, records: Sequence[HandoffRecord]) -> None: ...
+
+    @abstractmethod
+    async def get_handoffs(self, execution_id: str) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def add_events(self, events: Sequence[EventRecord]) -> None: ...
+
+    @abstractmethod
+    async def get_events(self, execution_id: str) -> list[EventRecord]: ...
+
+    @abstractmethod
+    async def save_consensus(self, rec: ConsensusRecord,
+                             events: Sequence[EventRecord] = ()) -> None: ...
+
+    @abstractmethod
+    async def get_consensus(self, execution_id: str) -> list[ConsensusRecord]: ...
+
+    @abstractmethod
+    async def review_consensus(self, execution_id: str, node_id: str, decision: str) -> bool:
+        """Record a human decision on a consensus awaiting review; False if none awaits."""

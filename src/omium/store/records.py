@@ -1,0 +1,71 @@
+"""The rows the store keeps, as plain dataclasses (JSON columns already decoded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Execution statuses; "terminal" ones never change again except through review/resume rules.
+QUEUED, RUNNING, COMPLETED, FAILED, AWAITING_REVIEW, CANCELLED = (
+    "queued", "running", "completed", "failed", "awaiting_review", "cancelled")
+STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, AWAITING_REVIEW, CANCELLED)
+
+
+@dataclass
+class ExecutionRecord:
+    id: str
+    workflow_name: str
+    definition: dict[str, Any]
+    inputs: Any
+    status: str = QUEUED
+    tenant_id: str = "local"
+    workflow_id: str | None = None
+    decision: Any = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    failed_agent: str | None = None
+    failure_type: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+
+
+@dataclass
+class CheckpointRecord:
+    """A finished agent: written in the same transaction that marks its step done."""
+
+    execution_id: str
+    agent_id: str
+    agent_index: int
+    attempt: int
+    output: Any
+    started_at: float
+    finished_at: float
+    served_by: str | None = None  # the fallback agent that produced the output, if any
+    superseded: bool = False  # set by a rollback; a superseded checkpoint is not reused
+    id: int | None = None
+
+
+@dataclass
+class EventRecord:
+    """Something that happened to an execution: failures, recoveries, attempts, reviews."""
+
+    execution_id: str
+    type: str
+    agent_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = 0.0
+    id: int | None = None
+
+
+@dataclass
+class ConsensusRecord:
+    execution_id: str
+    node_id: str
+    result: dict[str, Any]
+    outcome: str
+    decision: Any
+    agreement_level: float
+    created_at: float = 0.0
+    reviewed_decision: str | None = None
+    reviewed_at: float | None = None

@@ -1,0 +1,238 @@
+"""``Store`` over a ``Driver``: the same SQL serves SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from omium.store._driver import ConflictError, Driver, Statement
+from omium.store.base import Store
+from omium.store.migrate import ensure_migrated
+from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
+
+if TYPE_CHECKING:
+    from omium.coordination.handoff import HandoffRecord
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+_EXEC_JSON = ("definition", "inputs", "decision", "result")
+_EXEC_FIELDS = ("decision", "result", "error", "failed_agent", "failure_type", "finished_at")
+
+
+def _execution(row: dict[str, Any]) -> ExecutionRecord:
+    for key in _EXEC_JSON:
+        row[key] = _load(row[key])
+    return ExecutionRecord(**row)
+
+
+def _event_stmt(ev: EventRecord) -> Statement:
+    return ("INSERT INTO events (execution_id, ts, type, agent_id, data) "
+            "VALUES (:e, :ts, :type, :agent, :data)",
+            {"e": ev.execution_id, "ts": ev.ts or time.time(), "type": ev.type,
+             "agent": ev.agent_id, "data": _dump(ev.data)})
+
+
+def _handoff_stmt(h: HandoffRecord) -> Statement:
+    return ("INSERT INTO handoffs (execution_id, from_agent, to_agents, status, acks, reason, "
+            "error, latency_ms, created_at) VALUES (:e, :frm, :to, :status, :acks, :reason, "
+            ":error, :lat, :ts)",
+            {"e": h.execution_id, "frm": h.from_agent, "to": _dump(h.to_agents),
+             "status": h.status, "acks": _dump(h.acks), "reason": h.reason, "error": h.error,
+             "lat": h.latency_ms, "ts": h.created_at})
+
+
+def _consensus_stmt(rec: ConsensusRecord) -> Statement:
+    return ("INSERT INTO consensus_results (execution_id, node_id, result, outcome, decision, "
+            "agreement_level, created_at) VALUES (:e, :node, :result, :outcome, :decision, "
+            ":level, :ts)",
+            {"e": rec.execution_id, "node": rec.node_id, "result": _dump(rec.result),
+             "outcome": rec.outcome, "decision": _dump(rec.decision),
+             "level": rec.agreement_level, "ts": rec.created_at or time.time()})
+
+
+class SqlStore(Store):
+    def __init__(self, url: str, driver: Driver, migration_url: str) -> None:
+        self.url = url
+        self.driver = driver
+        self._migration_url = migration_url
+        self._connected = False
+
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        await self.driver.open()
+        await ensure_migrated(self.driver, self._migration_url)
+        self._connected = True
+
+    async def close(self) -> None:
+        await self.driver.close()
+        self._connected = False
+
+    # -- workflows
+    async def put_workflow(self, name: str, definition: dict[str, Any]) -> str:
+        body = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        wf_id = f"{name}@{digest[:12]}"
+        await self.driver.execute(
+            "INSERT INTO workflows (id, name, digest, definition, created_at) "
+            "VALUES (:id, :name, :digest, :body, :ts) ON CONFLICT (id) DO NOTHING",
+            {"id": wf_id, "name": name, "digest": digest, "body": body, "ts": time.time()})
+        return wf_id
+
+    async def get_workflow(self, workflow_id: str) -> dict[str, Any] | None:
+        row = await self.driver.fetchone("SELECT definition FROM workflows WHERE id = :id",
+                                         {"id": workflow_id})
+        return None if row is None else _load(row["definition"])
+
+    # -- executions
+    async def create_execution(self, rec: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
+        now = time.time()
+        created = await self.driver.execute(
+            "INSERT INTO executions (id, workflow_id, workflow_name, definition, inputs, status, "
+            "tenant_id, created_at, updated_at) VALUES (:id, :wf, :name, :defn, :inputs, "
+            ":status, :tenant, :ts, :ts) ON CONFLICT (id) DO NOTHING",
+            {"id": rec.id, "wf": rec.workflow_id, "name": rec.workflow_name,
+             "defn": _dump(rec.definition), "inputs": _dump(rec.inputs), "status": rec.status,
+             "tenant": rec.tenant_id, "ts": now})
+        stored = await self.get_execution(rec.id)
+        assert stored is not None
+        return stored, bool(created)
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        row = await self.driver.fetchone("SELECT * FROM executions WHERE id = :id",
+                                         {"id": execution_id})
+        return None if row is None else _execution(row)
+
+    async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
+                              limit: int = 50) -> list[ExecutionRecord]:
+        rows = await self.driver.fetchall(
+            "SELECT * FROM executions WHERE (:status IS NULL OR status = :status) "
+            "AND (:tenant IS NULL OR tenant_id = :tenant) "
+            "ORDER BY created_at DESC, id DESC LIMIT :limit",
+            {"status": status, "tenant": tenant_id, "limit": limit})
+        return [_execution(r) for r in rows]
+
+    async def update_execution(self, execution_id: str, *, status: str,
+                               expect_status: Sequence[str] | None = None,
+                               events: Sequence[EventRecord] = (), **fields: Any) -> bool:
+        unknown = set(fields) - set(_EXEC_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown execution fields {sorted(unknown)}")
+        params: dict[str, Any] = {"id": execution_id, "status": status, "ts": time.time()}
+        sets = ["status = :status", "updated_at = :ts"]
+        for key, value in fields.items():
+            sets.append(f"{key} = :{key}")  # keys come from _EXEC_FIELDS, never from users
+            params[key] = _dump(value) if key in _EXEC_JSON else value
+        where = "id = :id"
+        if expect_status is not None:
+            names = [f"s{i}" for i in range(len(expect_status))]
+            where += f" AND status IN ({', '.join(':' + n for n in names)})"
+            params.update(zip(names, expect_status, strict=True))
+        stmts: list[Statement] = [(f"UPDATE executions SET {', '.join(sets)} WHERE {where}",
+                                   params)]
+        stmts += [_event_stmt(e) for e in events]
+        counts = await self.driver.batch(stmts)
+        return counts[0] == 1
+
+    # -- checkpoints
+    async def save_checkpoint(self, cp: CheckpointRecord,
+                              handoffs: Sequence[HandoffRecord] = (),
+                              events: Sequence[EventRecord] = (),
+                              consensus: ConsensusRecord | None = None) -> bool:
+        stmts: list[Statement] = [(
+            "INSERT INTO checkpoints (execution_id, agent_id, agent_index, attempt, output, "
+            "served_by, superseded, started_at, finished_at, created_at) VALUES (:e, :agent, "
+            ":idx, :attempt, :output, :served_by, 0, :started, :finished, :ts)",
+            {"e": cp.execution_id, "agent": cp.agent_id, "idx": cp.agent_index,
+             "attempt": cp.attempt, "output": _dump(cp.output), "served_by": cp.served_by,
+             "started": cp.started_at, "finished": cp.finished_at, "ts": time.time()})]
+        stmts += [_handoff_stmt(h) for h in handoffs]
+        stmts += [_event_stmt(e) for e in events]
+        if consensus is not None:
+            stmts.append(_consensus_stmt(consensus))
+        try:
+            await self.driver.batch(stmts)
+        except ConflictError:
+            return False  # a live checkpoint exists: another run finished this agent first
+        return True
+
+    async def get_checkpoints(self, execution_id: str, *,
+                              include_superseded: bool = False) -> list[CheckpointRecord]:
+        rows = await self.driver.fetchall(
+            "SELECT id, execution_id, agent_id, agent_index, attempt, output, served_by, "
+            "superseded, started_at, finished_at FROM checkpoints WHERE execution_id = :e "
+            "AND (:incl = 1 OR superseded = 0) ORDER BY id",
+            {"e": execution_id, "incl": int(include_superseded)})
+        out = []
+        for r in rows:
+            r["output"] = _load(r["output"])
+            r["superseded"] = bool(r["superseded"])
+            out.append(CheckpointRecord(**r))
+        return out
+
+    async def supersede_checkpoints(self, execution_id: str, agent_ids: Sequence[str],
+                                    events: Sequence[EventRecord] = ()) -> int:
+        stmts: list[Statement] = [
+            ("UPDATE checkpoints SET superseded = 1 WHERE execution_id = :e "
+             "AND agent_id = :a AND superseded = 0", {"e": execution_id, "a": a})
+            for a in agent_ids]
+        stmts += [_event_stmt(e) for e in events]
+        counts = await self.driver.batch(stmts)
+        return sum(counts[: len(agent_ids)])
+
+    # -- handoffs and events
+    async def add_handoffs(self, records: Sequence[HandoffRecord]) -> None:
+        if records:
+            await self.driver.batch([_handoff_stmt(h) for h in records])
+
+    async def get_handoffs(self, execution_id: str) -> list[dict[str, Any]]:
+        rows = await self.driver.fetchall(
+            "SELECT id, from_agent, to_agents, status, acks, reason, error, latency_ms, "
+            "created_at FROM handoffs WHERE execution_id = :e ORDER BY id", {"e": execution_id})
+        for r in rows:
+            r["to_agents"], r["acks"] = _load(r["to_agents"]), _load(r["acks"])
+        return rows
+
+    async def add_events(self, events: Sequence[EventRecord]) -> None:
+        if events:
+            await self.driver.batch([_event_stmt(e) for e in events])
+
+    async def get_events(self, execution_id: str) -> list[EventRecord]:
+        rows = await self.driver.fetchall(
+            "SELECT id, execution_id, ts, type, agent_id, data FROM events "
+            "WHERE execution_id = :e ORDER BY id", {"e": execution_id})
+        return [EventRecord(r["execution_id"], r["type"], r["agent_id"], _load(r["data"]),
+                            r["ts"], r["id"]) for r in rows]
+
+    # -- consensus
+    async def save_consensus(self, rec: ConsensusRecord,
+                             events: Sequence[EventRecord] = ()) -> None:
+        stmts = [_consensus_stmt(rec), *(_event_stmt(e) for e in events)]
+        await self.driver.batch(stmts)
+
+    async def get_consensus(self, execution_id: str) -> list[ConsensusRecord]:
+        rows = await self.driver.fetchall(
+            "SELECT execution_id, node_id, result, outcome, decision, agreement_level, "
+            "created_at, reviewed_decision, reviewed_at FROM consensus_results "
+            "WHERE execution_id = :e ORDER BY id", {"e": execution_id})
+        for r in rows:
+            r["result"], r["decision"] = _load(r["result"]), _load(r["decision"])
+        return [ConsensusRecord(**r) for r in rows]
+
+    async def review_consensus(self, execution_id: str, node_id: str, decision: str) -> bool:
+        count = await self.driver.execute(
+            "UPDATE consensus_results SET reviewed_decision = :d, reviewed_at = :ts "
+            "WHERE execution_id = :e AND node_id = :node AND outcome = 'manual_review' "
+            "AND reviewed_decision IS NULL",
+            {"d": decision, "ts": time.time(), "e": execution_id, "node": node_id})
+        return count == 1
