@@ -1,0 +1,266 @@
+"""``omium``: run, resume, review and inspect durable multi-agent executions.
+
+Exit codes: 0 completed, 1 failed, 2 bad input, 3 awaiting review, 4 still in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from omium._display import Progress, preview, when
+from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
+from omium.engine.plan import prepare
+from omium.engine.result import ExecutionResult
+from omium.errors import OmiumError
+from omium.store import STATUSES, open_store
+from omium.workflow.loader import load_workflow
+
+app = typer.Typer(help="Omium: durable multi-agent workflows.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
+app.add_typer(executions_app, name="executions")
+
+out = Console()
+err = Console(stderr=True)
+EXIT = {"completed": 0, "failed": 1, "awaiting_review": 3, "cancelled": 1}
+BAD_INPUT = 2
+
+DbOption = Annotated[str | None, typer.Option("--db", envvar="OMIUM_DATABASE_URL",
+                                              help="Database URL (default sqlite:///omium.db)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def _fail(message: str, code: int = BAD_INPUT) -> NoReturn:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _read_inputs(value: str | None) -> Any:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            _fail(f"--input {value}: not valid JSON/YAML: {e}")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        _fail(f"--input: {value!r} is neither a file nor valid JSON ({e.msg} at {e.pos})")
+
+
+def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = None) -> NoReturn:
+    if as_json:
+        print(json.dumps(result.to_dict(), default=str))
+    else:
+        if progress is not None:
+            out.print(progress.table(title=f"execution {result.execution_id}"))
+        style = {"completed": "green", "failed": "red"}.get(result.status, "yellow")
+        out.print(f"status: [{style}]{result.status}[/]", highlight=False)
+        if result.decision is not None:
+            out.print(f"decision: [bold]{result.decision}[/]", highlight=False)
+        if result.consensus:
+            c = result.consensus
+            out.print(f"consensus: {c['outcome']} ({c['strategy']}, agreement "
+                      f"{c['agreement_level']:.0%}, votes {c['votes']})", highlight=False)
+        if result.status == "failed":
+            out.print(f"failed agent: {result.failed_agent} ({result.failure_type}): "
+                      f"{result.error}", highlight=False)
+            out.print(f"after fixing, continue with: omium resume {result.execution_id}")
+        if result.status == "awaiting_review":
+            out.print(f"decide with: omium review {result.execution_id} --decision "
+                      "approve|reject")
+    raise typer.Exit(EXIT.get(result.status, 4))
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except OmiumError as e:
+        _fail(str(e))
+    except ValueError as e:  # e.g. an unsupported database URL
+        _fail(str(e))
+
+
+async def _with_executor(db: str | None, fn: Any, on_event: Any = None) -> Any:
+    async with MultiAgentExecutor(open_store(db) if db else None, on_event=on_event) as ex:
+        return await fn(ex)
+
+
+@app.command()
+def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JSON).")],
+        input: Annotated[str | None, typer.Option("--input", "-i",
+                                                  help="Inputs: a JSON/YAML file or JSON.")
+                         ] = None,
+        execution_id: Annotated[str | None, typer.Option(
+            "--execution-id", help="Idempotent: an existing id is never started twice.")] = None,
+        db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Run a workflow to its end, checkpointing each finished agent."""
+    inputs = _read_inputs(input)
+    try:
+        defn = load_workflow(workflow)
+        plan = prepare(defn, source=str(workflow))
+        check_inputs(plan, inputs if inputs is not None else (plan.workflow.inputs or {}))
+    except OmiumError as e:
+        _fail(str(e))
+    exec_id = execution_id or f"exec-{uuid.uuid4().hex[:12]}"
+    if not as_json:
+        err.print(f"execution [bold]{exec_id}[/] ({plan.workflow.name}); if interrupted: "
+                  f"omium resume {exec_id}", highlight=False, soft_wrap=True)
+    progress = Progress(err, [n for n in plan.nodes if not n.startswith("__")], quiet=as_json)
+    with progress:
+        result = _run_async(_with_executor(db, lambda ex: ex.execute(
+            exec_id, plan.workflow, inputs, source=str(workflow)), progress))
+    _finish(result, as_json, progress)
+
+
+@app.command()
+def resume(execution_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Continue an interrupted or failed execution; finished agents are not run again."""
+    progress = Progress(err, [], quiet=as_json)
+    with progress:
+        result = _run_async(_with_executor(db, lambda ex: ex.resume(execution_id), progress))
+    _finish(result, as_json, progress)
+
+
+@app.command()
+def review(execution_id: str,
+           decision: Annotated[str, typer.Option(help="approve or reject")],
+           reviewer: Annotated[str | None, typer.Option(help="Who decided.")] = None,
+           db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Decide an execution awaiting review (a split vote, or a failure paused for review)."""
+    if decision not in REVIEW_DECISIONS:
+        _fail(f"--decision must be one of {', '.join(REVIEW_DECISIONS)}, got {decision!r}")
+    progress = Progress(err, [], quiet=as_json)
+    with progress:
+        result = _run_async(_with_executor(
+            db, lambda ex: ex.review(execution_id, decision, reviewer=reviewer), progress))
+    _finish(result, as_json, progress)
+
+
+@app.command()
+def validate(workflow: Path) -> None:
+    """Check a workflow file without running it."""
+    try:
+        plan = prepare(load_workflow(workflow), source=str(workflow))
+    except OmiumError as e:
+        _fail(str(e))
+    out.print(f"[green]valid[/]: {plan.workflow.name} ({plan.workflow.execution_order}, "
+              f"{len(plan.workflow.agents)} agents)")
+
+
+@executions_app.command("list")
+def list_executions(status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+                    limit: int = 50, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Recent executions, newest first."""
+    if status is not None and status not in STATUSES:
+        _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+
+    async def go() -> Any:
+        async with open_store(db) as store:
+            return await store.list_executions(status=status, limit=limit)
+
+    rows = _run_async(go())
+    if as_json:
+        print(json.dumps([{k: getattr(r, k) for k in ("id", "workflow_name", "status",
+                                                        "decision", "failed_agent",
+                                                        "created_at", "finished_at")}
+                          for r in rows], default=str))
+        return
+    table = Table(title="executions")
+    for col in ("id", "workflow", "status", "decision", "created", "failed agent"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.id, r.workflow_name, r.status, str(r.decision or ""),
+                      when(r.created_at), r.failed_agent or "")
+    out.print(table)
+
+
+@executions_app.command("show")
+def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One execution: checkpoints, handoffs, votes and events."""
+
+    async def go() -> Any:
+        async with open_store(db) as store:
+            rec = await store.get_execution(execution_id)
+            if rec is None:
+                return None
+            return (rec, await store.get_checkpoints(execution_id, include_superseded=True),
+                    await store.get_handoffs(execution_id),
+                    await store.get_consensus(execution_id),
+                    await store.get_events(execution_id))
+
+    found = _run_async(go())
+    if found is None:
+        _fail(f"no execution with id {execution_id!r}", 1)
+    rec, cps, handoffs, votes, events = found
+    if as_json:
+        print(json.dumps({"execution": asdict(rec), "checkpoints": [asdict(c) for c in cps],
+                          "handoffs": handoffs, "consensus": [asdict(v) for v in votes],
+                          "events": [asdict(e) for e in events]}, default=str))
+        return
+    out.print(f"[bold]{rec.id}[/] {rec.workflow_name}: {rec.status}"
+              + (f", decision {rec.decision}" if rec.decision is not None else "")
+              + (f"\nfailed agent {rec.failed_agent} ({rec.failure_type}): {rec.error}"
+                 if rec.failed_agent else ""), highlight=False)
+    _show_tables(cps, handoffs, votes, events)
+
+
+def _show_tables(cps: list[Any], handoffs: list[dict[str, Any]], votes: list[Any],
+                 events: list[Any]) -> None:
+    t = Table(title="checkpoints")
+    for col in ("agent", "attempt", "duration", "served by", "output"):
+        t.add_column(col)
+    for c in cps:
+        name = c.agent_id + (" (superseded)" if c.superseded else "")
+        t.add_row(name, str(c.attempt), f"{(c.finished_at - c.started_at) * 1000:.1f} ms",
+                  c.served_by or "", preview(c.output))
+    out.print(t)
+    if handoffs:
+        t = Table(title="handoffs")
+        for col in ("from", "to", "status", "acks", "latency"):
+            t.add_column(col)
+        for h in handoffs:
+            acks = ", ".join(f"{k}={'yes' if v['ack'] else 'no'}"
+                             + (f" ({v['reason']})" if v.get("reason") else "")
+                             for k, v in h["acks"].items())
+            t.add_row(h["from_agent"], ", ".join(h["to_agents"]),
+                      h["status"] + (f" ({h['reason']})" if h["reason"] else ""),
+                      acks or (h["error"] or ""), f"{h['latency_ms']:.2f} ms")
+        out.print(t)
+    for v in votes:
+        out.print(f"vote {v.node_id}: {v.outcome}, decision {v.decision!r}, agreement "
+                  f"{v.agreement_level:.0%}, votes {v.result['votes']}"
+                  + (f", reviewed: {v.reviewed_decision}" if v.reviewed_decision else ""),
+                  highlight=False)
+    if events:
+        t = Table(title="events")
+        for col in ("time", "type", "agent", "data"):
+            t.add_column(col)
+        for e in events:
+            t.add_row(when(e.ts), e.type, e.agent_id or "", preview(e.data, 80))
+        out.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; resume with omium resume ID")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Agents the tests run: deterministic, and able to fail, stall or record side effects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from omium.agents.base import AgentContext
+
+_calls: dict[str, int] = {}
+
+
+def echo(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    return {"agent": ctx.agent_id, "seen": inputs}
+
+
+def approve(inputs: Any) -> dict[str, Any]:
+    return {"decision": "approve", "score": 0.9}
+
+
+def reject(inputs: Any) -> dict[str, Any]:
+    return {"decision": "reject", "score": 0.2}
+
+
+def boom(inputs: Any) -> dict[str, Any]:
+    raise RuntimeError("agent exploded")
+
+
+def flaky(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    """Fails on its first two attempts, then succeeds."""
+    if ctx.attempt < 3:
+        raise ConnectionError(f"transient failure on attempt {ctx.attempt}")
+    return {"ok": True, "attempt": ctx.attempt}
+
+
+async def slow(inputs: Any) -> dict[str, Any]:
+    await asyncio.sleep(5)
+    return {"slow": True}
+
+
+def bad_output(inputs: Any) -> dict[str, Any]:
+    return {"risk_score": 7}
+
+
+def refuse(data: Any, ctx: AgentContext) -> tuple[bool, str]:
+    return False, "not today"
+
+
+def side_effect(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    """Appends (execution, agent, attempt) to $OMIUM_TEST_EFFECTS, then works for
+    $OMIUM_TEST_STEP_S seconds, so a test can kill the process mid-workflow."""
+    with open(os.environ["OMIUM_TEST_EFFECTS"], "a") as f:
+        f.write(json.dumps([ctx.execution_id, ctx.agent_id, ctx.attempt,
+                            ctx.idempotency_key]) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    time.sleep(float(os.environ.get("OMIUM_TEST_STEP_S", "0")))
+    total = (inputs.get("total", 0) if isinstance(inputs, dict) else 0) + 1
+    return {"total": total, "by": ctx.agent_id}
+
+
+def side_effect_or_fail(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    """``side_effect``, but raises while $OMIUM_TEST_FAIL_AT names this agent."""
+    out = side_effect(inputs, ctx)
+    if os.environ.get("OMIUM_TEST_FAIL_AT") == ctx.agent_id:
+        raise RuntimeError(f"{ctx.agent_id} is broken")
+    return out
