@@ -84,15 +84,17 @@ pgbin() {
 
 # Run a command as RUN_AS (the data dir owner) when we are root, else as self.
 # cd / first: as another user the caller's cwd (e.g. /root) may be unreadable.
+# 3>&- : the daemonized server must not inherit our real stdout, or a caller
+# doing URL=$(pg.sh start) would wait forever for the pipe to close.
 as_owner() {
     if [[ $(id -u) -eq 0 && $RUN_AS != root ]]; then
         if command -v runuser >/dev/null; then
-            (cd / && runuser -u "$RUN_AS" -- "$@")
+            (cd / && runuser -u "$RUN_AS" -- "$@") 3>&-
         else
-            (cd / && su "$RUN_AS" -s /bin/bash -c "$(printf '%q ' "$@")")
+            (cd / && su "$RUN_AS" -s /bin/bash -c "$(printf '%q ' "$@")") 3>&-
         fi
     else
-        "$@"
+        "$@" 3>&-
     fi
 }
 

@@ -68,3 +68,26 @@ def side_effect_or_fail(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
     if os.environ.get("OMIUM_TEST_FAIL_AT") == ctx.agent_id:
         raise RuntimeError(f"{ctx.agent_id} is broken")
     return out
+
+
+def counter(inputs: Any) -> dict[str, Any]:
+    """Returns n = how many times it has run (counted in the file $OMIUM_TEST_COUNTER)."""
+    path = os.environ["OMIUM_TEST_COUNTER"]
+    n = (int(open(path).read()) if os.path.exists(path) else 0) + 1
+    with open(path, "w") as f:
+        f.write(str(n))
+    return {"n": n}
+
+
+def nap(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    """A blocking 0.3 s call, to show sync agents do not block each other."""
+    time.sleep(0.3)
+    return {"napped": True, "agent": ctx.agent_id}
+
+
+def flaky_side_effect(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    """Records its effect, then fails on the first attempt only."""
+    out = side_effect(inputs, ctx)
+    if ctx.attempt == 1:
+        raise ConnectionError("lost the connection after the side effect")
+    return out

@@ -193,12 +193,25 @@ async def test_failing_agent_abstains(sqlite_store: Any) -> None:
     assert r.failed_agent is None
 
 
-async def test_disagreement_fail_fails_the_execution(sqlite_store: Any) -> None:
+async def test_parallel_disagreement_fail_fails_the_execution(sqlite_store: Any) -> None:
     ex = MultiAgentExecutor(store=sqlite_store)
     wf = parallel(agent("a", "approve"), agent("b", "reject"),
                   strategy="majority", on_disagreement="fail")
     r = await ex.execute("e1", wf, {})
     assert r.status == "failed" and r.failure_type == "no_consensus"
+    assert r.failed_agent == "__consensus__"
+
+
+async def test_dag_disagreement_fail_fails_the_execution(sqlite_store: Any) -> None:
+    ex = MultiAgentExecutor(store=sqlite_store)
+    wf = {"name": "dag_vote", "execution_order": "dag", "agents": [
+        agent("r1", "approve"), agent("r2", "reject"),
+        {"id": "vote", "framework": "consensus", "depends_on": ["r1", "r2"],
+         "consensus": {"on_disagreement": "fail"}},
+    ]}
+    r = await ex.execute("e1", wf, {})
+    assert (r.status, r.failed_agent, r.failure_type) == ("failed", "vote", "no_consensus")
+    assert r.consensus["outcome"] == "failed"
 
 
 async def test_dag_consensus_node_feeds_downstream_agent(sqlite_store: Any) -> None:

@@ -3,6 +3,7 @@ twice, and the result equals an uninterrupted run's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -57,7 +58,7 @@ async def test_sigkill_mid_workflow_then_resume(tmp_path: Path, database_url: st
     deadline = time.monotonic() + 30
     while len(_effects(effects)) < 3 and time.monotonic() < deadline:  # step3 is in flight
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

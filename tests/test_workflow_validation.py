@@ -96,8 +96,6 @@ def test_fallback_to_unknown_agent() -> None:
     assert problems_of(defn) == [FieldProblem("agents[0] (a).fallback", "unknown agent 'ghost'")]
 
 
-@pytest.mark.xfail(strict=True, reason="validate.py counts unknown fallback ids as fallback "
-                   "agents and adds a false 'every agent is a fallback' problem")
 def test_unknown_fallback_in_single_agent_workflow_is_the_only_problem() -> None:
     defn = workflow(agent("a", fallback="ghost"))
     assert problems_of(defn) == [FieldProblem("agents[0] (a).fallback", "unknown agent 'ghost'")]

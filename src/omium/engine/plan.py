@@ -51,8 +51,8 @@ class Plan:
     def is_fatal(self, node_id: str) -> bool:
         """A failure is fatal unless every node waiting on it is a vote (it abstains there)."""
         node = self.nodes[node_id]
-        if not node.dependents:
-            return node.id != PARALLEL_VOTE and self.workflow.execution_order != "parallel"
+        if not node.dependents:  # a final agent or the final vote: nothing can stand in
+            return True
         return any(not self.nodes[d].is_vote for d in node.dependents)
 
 

@@ -66,6 +66,7 @@ class SqlStore(Store):
         self.driver = driver
         self._migration_url = migration_url
         self._connected = False
+        self._known_workflows: set[str] = set()  # ids this process stored: skip the write
 
     async def connect(self) -> None:
         if self._connected:
@@ -83,10 +84,13 @@ class SqlStore(Store):
         body = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
         digest = hashlib.sha256(body.encode()).hexdigest()
         wf_id = f"{name}@{digest[:12]}"
+        if wf_id in self._known_workflows:
+            return wf_id
         await self.driver.execute(
             "INSERT INTO workflows (id, name, digest, definition, created_at) "
             "VALUES (:id, :name, :digest, :body, :ts) ON CONFLICT (id) DO NOTHING",
             {"id": wf_id, "name": name, "digest": digest, "body": body, "ts": time.time()})
+        self._known_workflows.add(wf_id)
         return wf_id
 
     async def get_workflow(self, workflow_id: str) -> dict[str, Any] | None:
@@ -104,9 +108,12 @@ class SqlStore(Store):
             {"id": rec.id, "wf": rec.workflow_id, "name": rec.workflow_name,
              "defn": _dump(rec.definition), "inputs": _dump(rec.inputs), "status": rec.status,
              "tenant": rec.tenant_id, "ts": now})
+        if created:  # what we wrote is what is stored: save the read
+            rec.created_at = rec.updated_at = now
+            return rec, True
         stored = await self.get_execution(rec.id)
         assert stored is not None
-        return stored, bool(created)
+        return stored, False
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         row = await self.driver.fetchone("SELECT * FROM executions WHERE id = :id",
@@ -115,11 +122,18 @@ class SqlStore(Store):
 
     async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
                               limit: int = 50) -> list[ExecutionRecord]:
+        where, params = ["1 = 1"], {"limit": limit}
+        # Filters are added only when given: "(:x IS NULL OR ...)" defeats the indexes and
+        # leaves PostgreSQL unable to type the parameter.
+        if status is not None:
+            where.append("status = :status")
+            params["status"] = status
+        if tenant_id is not None:
+            where.append("tenant_id = :tenant")
+            params["tenant"] = tenant_id
         rows = await self.driver.fetchall(
-            "SELECT * FROM executions WHERE (:status IS NULL OR status = :status) "
-            "AND (:tenant IS NULL OR tenant_id = :tenant) "
-            "ORDER BY created_at DESC, id DESC LIMIT :limit",
-            {"status": status, "tenant": tenant_id, "limit": limit})
+            f"SELECT * FROM executions WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT :limit", params)
         return [_execution(r) for r in rows]
 
     async def update_execution(self, execution_id: str, *, status: str,

@@ -84,7 +84,7 @@ class HandoffSettings(_Strict):
 
 
 class WorkflowDef(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field("workflow", min_length=1, max_length=200)
     description: str = ""
     version: str | None = None
     execution_order: ExecutionOrder = "sequential"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+
 from jsonschema import Draft202012Validator, SchemaError
 
 from omium.errors import FieldProblem
@@ -12,18 +15,28 @@ def _where(i: int, spec: AgentSpec, field: str) -> str:
     return f"agents[{i}] ({spec.id}).{field}"
 
 
+@lru_cache(maxsize=1024)
+def _schema_error(canonical: str) -> tuple[str, str] | None:
+    # Checking a schema against the metaschema costs ~0.7 ms; every execution re-validates
+    # its definition, so the verdict is cached by the schema's canonical text.
+    try:
+        Draft202012Validator.check_schema(json.loads(canonical))
+    except SchemaError as err:
+        return "/".join(str(p) for p in err.absolute_path), err.message
+    return None
+
+
 def _schema_problems(i: int, spec: AgentSpec) -> list[FieldProblem]:
     out = []
     for field in ("input_schema", "output_schema"):
         schema = getattr(spec, field)
         if schema is None:
             continue
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as err:
-            at = "/".join(str(p) for p in err.absolute_path)
+        found = _schema_error(json.dumps(schema, sort_keys=True, default=str))
+        if found is not None:
+            at, message = found
             out.append(FieldProblem(_where(i, spec, field) + (f"/{at}" if at else ""),
-                                    f"not a valid JSON Schema: {err.message}"))
+                                    f"not a valid JSON Schema: {message}"))
     return out
 
 
@@ -102,7 +115,7 @@ def structural_problems(defn: WorkflowDef) -> list[FieldProblem]:
         if spec.id in fallbacks and any(spec.id in a.depends_on for a in defn.agents):
             problems.append(FieldProblem(_where(i, spec, "id"),
                                          "a fallback agent cannot be depended on"))
-    if len(fallbacks) >= len(set(ids)):
+    if set(ids) and set(ids) <= fallbacks:
         problems.append(FieldProblem("agents", "every agent is a fallback: nothing would run"))
     if defn.execution_order == "dag" and not problems:
         graph = {a.id: list(a.depends_on) for a in defn.agents}
