@@ -49,10 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from jsonschema import Draft202012Validator  # noqa: E402
+
 from bench._agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
 from omium.agents.python import PythonAgent  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
-from omium.coordination.schemas import validator_for  # noqa: E402
+from omium.coordination.schemas import compiled  # noqa: E402
 from omium.store import open_store  # noqa: E402
 from omium.workflow.model import AgentSpec  # noqa: E402
 
@@ -102,14 +104,20 @@ async def run(n: int, warmup: int, payload: dict[str, Any], db: str) -> dict[str
                 raise RuntimeError(f"handoff refused: {result.error} {result.reasons}")
         return call
 
-    validator = validator_for(schema)
+    pure = Draft202012Validator(schema)  # the baseline: the jsonschema library alone
+    fast = compiled(schema)  # what the protocol uses (jsonschema-rs when installed)
 
-    async def validate_only(i: int) -> None:
-        if not validator.is_valid(payload):
+    async def validate_pure(i: int) -> None:
+        if not pure.is_valid(payload):
+            raise RuntimeError("payload does not match the schema")
+
+    async def validate_fast(i: int) -> None:
+        if not fast.is_valid(payload):
             raise RuntimeError("payload does not match the schema")
 
     agent = receiver_agent()
-    results["validation only"] = await timed(validate_only, n, warmup)
+    results["jsonschema alone"] = await timed(validate_pure, n, warmup)
+    results["omium validation"] = await timed(validate_fast, n, warmup)
     results["protocol"] = await timed(handoff_with(HandoffProtocol(), False), n, warmup)
     results["protocol+hook"] = await timed(
         handoff_with(HandoffProtocol(receivers={RECEIVER: agent}), False), n, warmup)

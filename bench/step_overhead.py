@@ -291,7 +291,7 @@ async def run_breakdown(url: str, iterations: int, warmup: int) -> dict[str, flo
                 "parts", f"agent_{next(counter)}", 0, 1, data, now, now), [record])
 
         parts = {"prepare() per execution": prepare_plan,
-                 f"  of which check_schema x{N_AGENTS}": check_schemas,
+                 f"  uncached check_schema x{N_AGENTS} (cached in prepare)": check_schemas,
                  "handoff (validate+ack) per step": handoff,
                  "agent call via to_thread per step": agent_hop,
                  "save_checkpoint(+handoff row) per step": checkpoint}

@@ -109,7 +109,7 @@ class MultiAgentExecutor:
             tenant_id=self.tenant_id, workflow_id=workflow_id))
         if not created:
             return result_from_record(rec)
-        return await self._run(store, plan, rec).drive()
+        return await self._run(store, plan, rec).drive(fresh=True)
 
     async def get(self, execution_id: str) -> ExecutionResult:
         return result_from_record(await self._record(execution_id))

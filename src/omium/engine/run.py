@@ -68,8 +68,9 @@ class Run:
                    error=error)
 
     # -- the scheduler
-    async def drive(self) -> ExecutionResult:
-        for cp in await self.store.get_checkpoints(self.rec.id):
+    async def drive(self, *, fresh: bool = False) -> ExecutionResult:
+        """Run what is not checkpointed yet; ``fresh`` (just created) skips reading them."""
+        for cp in [] if fresh else await self.store.get_checkpoints(self.rec.id):
             if cp.agent_id in self.plan.nodes:
                 self.done[cp.agent_id] = cp.output
                 self.reused.append(cp.agent_id)

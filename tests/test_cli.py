@@ -1,0 +1,82 @@
+"""The CLI as a user drives it: the loan example's outcomes, exit codes, review, inspection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from omium.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "loan_approval"
+runner = CliRunner()
+
+
+def omium(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def run_json(*args: str) -> tuple[int, dict]:
+    code, out = omium(*args, "--json")
+    return code, json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("applicant", "decision"), [
+    ("approved", "approve"), ("rejected", "reject"), ("rejected_kyc", "reject")])
+def test_loan_example_decisions(applicant: str, decision: str) -> None:
+    code, result = run_json("run", EXAMPLE / "workflow.yaml", "--input",
+                            EXAMPLE / "applicants" / f"{applicant}.json")
+    assert (code, result["status"], result["decision"]) == (0, "completed", decision)
+    assert list(result["results"]) == ["kyc_agent", "fraud_agent", "credit_agent"]
+
+
+def test_main_job_runs_on_default_inputs_and_shows_a_summary() -> None:
+    code, out = omium("run", EXAMPLE / "workflow.yaml", "--execution-id", "main-job")
+    assert code == 0
+    for text in ("kyc_agent", "fraud_agent", "credit_agent", "status: completed",
+                 "decision: approve"):
+        assert text in out
+    code, shown = omium("executions", "show", "main-job")
+    assert code == 0 and "handoffs" in shown and "kyc_agent" in shown
+
+
+def test_split_vote_waits_for_review_then_completes() -> None:
+    code, result = run_json("run", EXAMPLE / "parallel.yaml", "--execution-id", "split")
+    assert (code, result["status"]) == (3, "awaiting_review")
+    assert result["consensus"]["dissenters"] == ["conservative_reviewer"]
+    code, listed = omium("executions", "list", "--status", "awaiting_review", "--json")
+    assert [e["id"] for e in json.loads(listed)] == ["split"]
+    code, reviewed = run_json("review", "split", "--decision", "approve")
+    assert (code, reviewed["status"], reviewed["decision"]) == (0, "completed", "approve")
+    code, again = omium("review", "split", "--decision", "approve")
+    assert code == 2 and "not awaiting_review" in again
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nagents:\n  - id: a\n    framework: crewai\n")
+    code, out = omium("run", bad)
+    assert code == 2 and "agents[0] (a).framework" in out and "crewai" in out
+    code, out = omium("run", EXAMPLE / "workflow.yaml", "--input", '{"applicant": 1}')
+    assert code == 2 and "inputs.applicant" in out
+    code, out = omium("run", EXAMPLE / "workflow.yaml", "--input", "{not json")
+    assert code == 2 and "neither a file nor valid JSON" in out
+    code, out = omium("review", "nope", "--decision", "maybe")
+    assert code == 2 and "approve, reject" in out
+    code, listed = omium("executions", "list", "--json")
+    assert json.loads(listed) == []
+
+
+def test_failed_run_exits_1_and_names_the_agent(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"name": "broken", "agents": [
+        {"id": "a", "definition": {"callable": "tests.agents_for_tests:boom"},
+         "retry": {"max_attempts": 1}}]}))
+    code, result = run_json("run", wf)
+    assert (code, result["status"], result["failed_agent"]) == (1, "failed", "a")
+    code, out = omium("validate", wf)
+    assert code == 0 and "valid" in out
