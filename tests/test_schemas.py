@@ -45,6 +45,7 @@ def test_errors_come_from_jsonschema_with_their_path() -> None:
 def test_works_without_the_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(schemas, "jsonschema_rs", None)
     monkeypatch.setattr(schemas, "_cache", {})
+    monkeypatch.setattr(schemas, "_by_text", {})
     schema = {"type": "object", "properties": {"n": {"maximum": 3}}}
     assert first_error(schema, {"n": 2}) is None
     assert first_error(schema, {"n": 4}) is not None

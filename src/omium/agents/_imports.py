@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,12 @@ def _ensure_on_path(module_name: str, base_dir: str | None) -> None:
                 sys.path.append(d)
 
 
+@lru_cache(maxsize=4096)
 def import_ref(ref: str, base_dir: str | None = None) -> Callable[..., Any]:
-    """Import ``module:attr`` (dots allowed in attr). Raises ValueError with a readable reason."""
+    """Import ``module:attr`` (dots allowed in attr). Raises ValueError with a readable reason.
+
+    Cached: every execution re-prepares its workflow, and Python caches modules anyway.
+    """
     if not isinstance(ref, str) or ref.count(":") != 1:
         raise ValueError(f"expected 'module:function', got {ref!r}")
     module_name, attr = ref.split(":")

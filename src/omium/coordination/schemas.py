@@ -8,6 +8,7 @@ explain is treated as valid, so the accelerator can never reject what jsonschema
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -41,18 +42,26 @@ class _Compiled:
         return bool(self.slow.is_valid(data))
 
 
-_cache: dict[int, _Compiled] = {}
+_cache: dict[int, tuple[dict[str, Any], _Compiled]] = {}
+_by_text: dict[str, _Compiled] = {}
 
 
 def compiled(schema: dict[str, Any]) -> _Compiled:
+    """The compiled validator for ``schema``: looked up by identity first, then by content
+    (each execution parses its definition anew, so equal schemas arrive as new dicts)."""
     hit = _cache.get(id(schema))
     # The entry holds the schema object itself, so its id cannot be reused by another dict.
-    if hit is not None and hit.schema is schema:
-        return hit
-    entry = _Compiled(schema)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    text = json.dumps(schema, sort_keys=True, default=str)
+    entry = _by_text.get(text)
+    if entry is None:
+        if len(_by_text) > 1024:
+            _by_text.clear()
+        entry = _by_text[text] = _Compiled(schema)
     if len(_cache) > 4096:
         _cache.clear()
-    _cache[id(schema)] = entry
+    _cache[id(schema)] = (schema, entry)
     return entry
 
 
