@@ -8,7 +8,8 @@ import os
 import time
 from typing import Any
 
-from omium.agents.base import AgentContext
+from omium.agents.base import Agent, AgentContext
+from omium.errors import FieldProblem
 
 _calls: dict[str, int] = {}
 
@@ -91,3 +92,18 @@ def flaky_side_effect(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
     if ctx.attempt == 1:
         raise ConnectionError("lost the connection after the side effect")
     return out
+
+
+class ShoutAgent(Agent):
+    """A third-party agent kind: ``definition: {text}``; registered through entry points."""
+
+    framework = "shout"
+
+    @classmethod
+    def check(cls, spec: Any, base_dir: str | None) -> list[FieldProblem]:
+        if not isinstance(spec.definition.get("text"), str):
+            return [FieldProblem("definition.text", "required, a string")]
+        return []
+
+    async def run(self, inputs: Any, ctx: AgentContext) -> Any:
+        return {"shout": self.spec.definition["text"].upper()}

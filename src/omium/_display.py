@@ -15,6 +15,9 @@ STYLE = {"completed": "green", "failed": "red", "awaiting_review": "yellow",
          "running": "cyan", "reused": "blue", "done": "green", "retrying": "yellow"}
 
 
+VOTE_LABELS = {"__consensus__": "(vote)"}
+
+
 @dataclass
 class AgentRow:
     status: str = "pending"
@@ -29,7 +32,7 @@ class Progress:
     def __init__(self, console: Console, agent_ids: list[str], quiet: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self.rows = {a: AgentRow() for a in agent_ids}
+        self.rows = {VOTE_LABELS.get(a, a): AgentRow() for a in agent_ids}
         self.started: dict[str, float] = {}
         self.live: Live | None = None
         if console.is_terminal and not quiet:
@@ -46,7 +49,8 @@ class Progress:
             self.live.stop()
 
     def _row(self, agent_id: str) -> AgentRow:
-        return self.rows.setdefault(agent_id, AgentRow())
+        # The vote a parallel workflow ends in has an internal id; show it as "(vote)".
+        return self.rows.setdefault(VOTE_LABELS.get(agent_id, agent_id), AgentRow())
 
     def __call__(self, kind: str, agent_id: str | None, data: dict[str, Any]) -> None:
         line = self._apply(kind, agent_id, data)
@@ -59,6 +63,7 @@ class Progress:
         if agent_id is None:
             return None
         row = self._row(agent_id)
+        agent_id = VOTE_LABELS.get(agent_id, agent_id)
         if kind == "agent_started":
             row.status, row.attempts = "running", max(row.attempts, 1)
             self.started[agent_id] = time.perf_counter()

@@ -119,7 +119,7 @@ def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JS
     if not as_json:
         err.print(f"execution [bold]{exec_id}[/] ({plan.workflow.name}); if interrupted: "
                   f"omium resume {exec_id}", highlight=False, soft_wrap=True)
-    progress = Progress(err, [n for n in plan.nodes if not n.startswith("__")], quiet=as_json)
+    progress = Progress(err, list(plan.nodes), quiet=as_json)
     with progress:
         result = _run_async(_with_executor(db, lambda ex: ex.execute(
             exec_id, plan.workflow, inputs, source=str(workflow)), progress))

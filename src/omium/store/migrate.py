@@ -66,8 +66,10 @@ async def _upgrade_postgres(sqlalchemy_url: str) -> None:
 
 def _sqlite_file_lock(sqlalchemy_url: str) -> int:
     path = sqlalchemy_url.split("///", 1)[-1]
-    fd = os.open(path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # two processes creating one fresh file take turns
+    # Two processes creating one fresh database take turns. flock() on the database file
+    # itself: Linux keeps flock and SQLite's fcntl locks apart, and no stray file is left.
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 
 
