@@ -192,3 +192,14 @@ async def test_agents_see_a_stable_idempotency_key(sqlite_store: Store, tmp_path
     lines = (tmp_path / "fx").read_text().splitlines()
     keys = [line.split('"')[-2] for line in lines]
     assert keys == ["idem:a", "idem:b", "idem:b"]
+
+
+async def test_a_wide_parallel_step_of_sync_agents_is_not_capped_by_the_thread_pool(
+        sqlite_store: Store) -> None:
+    wf = {"execution_order": "parallel", "agents": [agent(f"n{i}", "nap") for i in range(12)],
+          "consensus": {"field": "napped"}}
+    async with MultiAgentExecutor(sqlite_store) as ex:
+        started = time.perf_counter()
+        result = await ex.execute("wide", wf)
+    assert result.status == "completed" and len(result.results) == 12
+    assert time.perf_counter() - started < 0.55  # 12 x 0.3 s naps overlap

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from omium.agents._imports import import_ref
 from omium.agents.base import Ack, Agent, AgentContext
 from omium.errors import FieldProblem
 from omium.workflow.model import AgentSpec
+
+# asyncio's default pool has min(32, cores + 4) threads: 6 here, which would cap a parallel
+# step of sync agents at 6. Agents mostly wait on I/O, so they get a wider pool of their own.
+_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="omium-agent")
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
@@ -60,7 +67,8 @@ class PythonAgent(Agent):
         args = (inputs, ctx) if self._with_ctx else (inputs,)
         if self._is_async:
             return await self.fn(*args)
-        return await asyncio.to_thread(self.fn, *args)
+        call = functools.partial(contextvars.copy_context().run, self.fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(_THREADS, call)
 
     @property
     def has_accept_hook(self) -> bool:
