@@ -97,3 +97,40 @@ class LLMError(AgentError):
     """Base class for LLM-call failures; classified as ``llm_error``."""
 
     failure_type = "llm_error"
+
+
+class LLMRequestError(LLMError):
+    """The request itself was refused (400, 401, 404, 422): no fallback, not the backend's
+    fault. ``status`` and ``body`` are the server's."""
+
+    def __init__(self, message: str, *, backend: str, status: int, body: object = None) -> None:
+        super().__init__(f"{backend} refused the request ({status}): {message}")
+        self.backend, self.status, self.body = backend, status, body
+
+
+class AllBackendsFailedError(LLMError):
+    """Every backend failed or was skipped; ``errors`` maps backend name to its error."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        lines = "; ".join(f"{name}: {error}" for name, error in errors.items())
+        super().__init__(f"all LLM backends failed: {lines or 'no backend configured'}")
+
+
+class LLMConfigError(OmiumError):
+    """The LLM backend or price configuration is invalid (names the field)."""
+
+
+class InsufficientCreditsError(OmiumError):
+    """The tenant's balance cannot cover the call's estimated cost; nothing was sent."""
+
+    def __init__(self, tenant_id: str, balance: object, needed: object) -> None:
+        self.tenant_id, self.balance, self.needed = tenant_id, balance, needed
+        super().__init__(f"tenant {tenant_id!r} has {balance} credits; this call may cost up "
+                         f"to {needed} credits")
+
+
+class UnknownTenantError(OmiumError):
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(f"no tenant {tenant_id!r} (create it, or add credits to it)")

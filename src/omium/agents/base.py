@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from omium.errors import FieldProblem
 from omium.workflow.model import AgentSpec
+
+if TYPE_CHECKING:
+    from omium.llm.router import LLMRouter
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class AgentContext:
     attempt: int
     tenant_id: str = "local"
     workflow_name: str = ""
+    llm: LLMRouter | None = None  # the executor's router, for agents that call LLMs
 
     @property
     def idempotency_key(self) -> str:

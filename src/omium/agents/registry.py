@@ -6,10 +6,11 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from omium.agents.base import Agent
+from omium.agents.llm import LLMAgent
 from omium.agents.python import PythonAgent
 
 ENTRY_POINT_GROUP = "omium.agents"
-_BUILTIN: dict[str, type[Agent]] = {"python": PythonAgent}
+_BUILTIN: dict[str, type[Agent]] = {"python": PythonAgent, "llm": LLMAgent}
 _registered: dict[str, type[Agent]] = {}
 
 

@@ -42,14 +42,15 @@ async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext
 async def run_with_retries(agent: Agent, spec: AgentSpec, inputs: Any, *, execution_id: str,
                            agent_id: str, tenant_id: str, workflow_name: str,
                            on_failed_attempt: OnFailedAttempt, sleep: Sleep = asyncio.sleep,
-                           max_attempts: int | None = None) -> Success | Failure:
+                           max_attempts: int | None = None, llm: Any = None
+                           ) -> Success | Failure:
     """Try up to ``retry.max_attempts`` times; every failed attempt is reported (and stored
     by the caller) with its type and error before the backoff."""
     policy = spec.retry
     attempts = max_attempts or policy.max_attempts
     last: Failure | None = None
     for attempt in range(1, attempts + 1):
-        ctx = AgentContext(execution_id, agent_id, attempt, tenant_id, workflow_name)
+        ctx = AgentContext(execution_id, agent_id, attempt, tenant_id, workflow_name, llm)
         started = time.time()
         try:
             output = await run_once(agent, spec, inputs, ctx)

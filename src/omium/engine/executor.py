@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from omium.billing.ledger import Ledger
 from omium.coordination.schemas import first_error
 from omium.engine.attempts import Sleep
 from omium.engine.plan import Plan, prepare
@@ -18,6 +19,8 @@ from omium.errors import (
     FieldProblem,
     InputValidationError,
 )
+from omium.llm.config import load_config
+from omium.llm.router import LLMRouter
 from omium.store import open_store
 from omium.store.base import Store
 from omium.store.records import (
@@ -58,9 +61,12 @@ class MultiAgentExecutor:
     """
 
     def __init__(self, store: Store | None = None, *, tenant_id: str = "local",
-                 on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep) -> None:
+                 on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep,
+                 router: LLMRouter | None = None) -> None:
         self._store = store
         self._owns_store = store is None
+        self._router = router
+        self._owns_router = router is None
         self._connected = False
         self.tenant_id = tenant_id
         self.on_event = on_event
@@ -75,6 +81,9 @@ class MultiAgentExecutor:
         return self._store
 
     async def aclose(self) -> None:
+        if self._router is not None and self._owns_router:
+            await self._router.aclose()
+            self._router = None
         if self._store is not None and self._owns_store and self._connected:
             await self._store.close()
             self._connected = False
@@ -86,8 +95,16 @@ class MultiAgentExecutor:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def _llm(self, store: Store, plan: Plan) -> LLMRouter | None:
+        """The router for llm agents: given, or built from the LLM config on first need,
+        billing the executor's store."""
+        if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
+            self._router = LLMRouter(load_config(), ledger=Ledger(store))
+        return self._router
+
     def _run(self, store: Store, plan: Plan, rec: ExecutionRecord) -> Run:
-        return Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep)
+        return Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
+                   llm=self._llm(store, plan))
 
     async def execute(self, execution_id: str, workflow_def: WorkflowDef | dict[str, Any],
                       inputs: Any = None, *, source: str | None = None) -> ExecutionResult:

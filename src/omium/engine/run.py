@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omium.coordination.consensus import ConsensusResult, decide
 from omium.coordination.handoff import HandoffProtocol, HandoffRecord
@@ -26,6 +26,9 @@ from omium.store.records import (
     ExecutionRecord,
 )
 
+if TYPE_CHECKING:
+    from omium.llm.router import LLMRouter
+
 OnEvent = Callable[[str, str | None, dict[str, Any]], None]
 
 
@@ -40,8 +43,10 @@ class Run:
     """State of one drive of one execution (a resume is a new drive over the checkpoints)."""
 
     def __init__(self, store: Store, plan: Plan, rec: ExecutionRecord, *,
-                 on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep) -> None:
+                 on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep,
+                 llm: LLMRouter | None = None) -> None:
         self.store, self.plan, self.rec = store, plan, rec
+        self.llm = llm
         self.on_event = on_event
         self.sleep = sleep
         self.done: dict[str, Any] = {}
@@ -176,7 +181,7 @@ class Run:
         outcome = await run_with_retries(
             agent, spec, data, execution_id=self.rec.id, agent_id=node.id,
             tenant_id=self.rec.tenant_id, workflow_name=self.rec.workflow_name,
-            on_failed_attempt=self._failed_attempt, sleep=self.sleep)
+            on_failed_attempt=self._failed_attempt, sleep=self.sleep, llm=self.llm)
         events = []
         served_by = None
         if isinstance(outcome, Failure):
@@ -208,7 +213,7 @@ class Run:
         outcome = await run_with_retries(
             agent, spec, data, execution_id=self.rec.id, agent_id=fallback_id,
             tenant_id=self.rec.tenant_id, workflow_name=self.rec.workflow_name,
-            on_failed_attempt=self._failed_attempt, sleep=self.sleep)
+            on_failed_attempt=self._failed_attempt, sleep=self.sleep, llm=self.llm)
         if isinstance(outcome, Failure):
             outcome.agent_id = node.id
             outcome.error = f"fallback {fallback_id} failed too: {outcome.error}"

@@ -6,7 +6,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
+from omium.store.records import (
+    CheckpointRecord,
+    ConsensusRecord,
+    EventRecord,
+    ExecutionRecord,
+    TenantRecord,
+    UsageRecord,
+)
 
 if TYPE_CHECKING:
     from omium.coordination.handoff import HandoffRecord
@@ -99,3 +106,33 @@ class Store(ABC):
     @abstractmethod
     async def review_consensus(self, execution_id: str, node_id: str, decision: str) -> bool:
         """Record a human decision on a consensus awaiting review; False if none awaits."""
+
+    # -- billing (tenants, balances in nano-dollars, usage records)
+    @abstractmethod
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
+
+    @abstractmethod
+    async def create_tenant(self, tenant_id: str, name: str | None = None, *,
+                            limited: bool = True) -> bool: ...
+
+    @abstractmethod
+    async def add_credits(self, tenant_id: str, nano: int) -> int: ...
+
+    @abstractmethod
+    async def charge_usage(self, rec: UsageRecord) -> bool:
+        """Record usage and lower the balance atomically; False if the key was charged."""
+
+    @abstractmethod
+    async def usage_records(self, *, tenant_id: str | None = None,
+                            execution_id: str | None = None) -> list[UsageRecord]: ...
+
+    @abstractmethod
+    async def usage_summary(self, *, tenant_id: str | None = None,
+                            since_day: str | None = None) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def add_llm_failure(self, backend: str, kind: str, error: str,
+                              tenant_id: str | None) -> None: ...
+
+    @abstractmethod
+    async def llm_failures(self, *, since: float = 0.0) -> list[dict[str, Any]]: ...

@@ -69,3 +69,35 @@ class ConsensusRecord:
     created_at: float = 0.0
     reviewed_decision: str | None = None
     reviewed_at: float | None = None
+
+
+@dataclass
+class TenantRecord:
+    id: str
+    name: str
+    balance_nano: int  # exact: 1 credit = $0.01 = 10_000_000 nano-dollars
+    limited: bool  # False: no budget check (the CLI's "local" tenant by default)
+    created_at: float = 0.0
+
+
+@dataclass
+class UsageRecord:
+    """One LLM call's usage and cost; written with the balance change in one transaction."""
+
+    idempotency_key: str
+    tenant_id: str
+    backend: str
+    model: str
+    model_type: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nano: int
+    latency_ms: float
+    cached_tokens: int = 0
+    estimated: bool = False
+    used_fallback: bool = False
+    execution_id: str | None = None
+    agent_id: str | None = None
+    created_at: float = 0.0
+    day: str = ""
+    id: int | None = None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from omium.store._driver import ConflictError, Driver, Statement
 from omium.store.base import Store
+from omium.store.billing_sql import BillingSql
 from omium.store.migrate import ensure_migrated
 from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
 
@@ -60,7 +61,7 @@ def _consensus_stmt(rec: ConsensusRecord) -> Statement:
              "level": rec.agreement_level, "ts": rec.created_at or time.time()})
 
 
-class SqlStore(Store):
+class SqlStore(BillingSql, Store):
     def __init__(self, url: str, driver: Driver, migration_url: str) -> None:
         self.url = url
         self.driver = driver

@@ -1,0 +1,149 @@
+"""One OpenAI-compatible server: a pooled aiohttp session (keep-alive, one per backend),
+requests, streaming, and the classification of what went wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from omium.errors import LLMRequestError
+from omium.llm.config import BackendConfig
+from omium.llm.pricing import Usage
+
+# Statuses that say "this backend cannot serve now" (try the next one); any other 4xx is the
+# request's own fault and goes back to the caller without fallback.
+RETRYABLE_4XX = {408, 409, 425, 429}
+
+
+class BackendFailure(Exception):
+    """A failure that counts against the backend and moves on to the next one."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.status = kind, status
+
+
+@dataclass
+class Completion:
+    text: str
+    model: str
+    usage: Usage | None  # as the server reported it; None when it reported nothing
+    raw: dict[str, Any]
+
+
+def _usage(data: dict[str, Any] | None) -> Usage | None:
+    if not isinstance(data, dict) or "prompt_tokens" not in data:
+        return None
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(int(data["prompt_tokens"]), int(data.get("completion_tokens") or 0),
+                 int(details.get("cached_tokens") or 0))
+
+
+def _error_message(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body["error"])
+    return str(body)[:300]
+
+
+class Backend:
+    def __init__(self, cfg: BackendConfig) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Content-Type": "application/json"}
+            if key := self.cfg.api_key:
+                headers["Authorization"] = f"Bearer {key}"
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.cfg.max_concurrency,
+                                               keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=None,
+                                              sock_connect=self.cfg.connect_timeout_s,
+                                              sock_read=self.cfg.read_timeout_s),
+                headers=headers)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, path: str, body: dict[str, Any],
+                      on_delta: Callable[[str], None] | None = None) -> Completion:
+        """POST to ``/chat/completions`` or ``/completions``; raises BackendFailure or
+        LLMRequestError."""
+        url = f"{self.cfg.base_url}{path}"
+        try:
+            async with self._client().post(url, json=body) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp)
+                if body.get("stream"):
+                    return await self._read_stream(resp, body, on_delta)
+                data = await resp.json(content_type=None)
+        except (BackendFailure, LLMRequestError):
+            raise
+        except TimeoutError as err:
+            raise BackendFailure("timeout", f"timed out: {err or 'no answer'}") from None
+        except aiohttp.ClientError as err:
+            raise BackendFailure("connection", f"{type(err).__name__}: {err}") from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise BackendFailure("protocol", f"malformed response: {err}") from None
+        return self._parse(data, body)
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
+        try:
+            body: Any = await resp.json(content_type=None)
+        except (ValueError, aiohttp.ClientError):
+            body = (await resp.text())[:300]
+        message = _error_message(body)
+        if resp.status >= 500 or resp.status in RETRYABLE_4XX:
+            raise BackendFailure("status", f"HTTP {resp.status}: {message}", resp.status)
+        raise LLMRequestError(message, backend=self.name, status=resp.status, body=body)
+
+    def _parse(self, data: dict[str, Any], body: dict[str, Any]) -> Completion:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") if "message" in choice else choice.get("text")
+        return Completion(text or "", data.get("model") or body["model"],
+                          _usage(data.get("usage")), data)
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, body: dict[str, Any],
+                           on_delta: Callable[[str], None] | None) -> Completion:
+        parts: list[str] = []
+        usage: Usage | None = None
+        model = body["model"]
+        async for raw_line in resp.content:
+            line = raw_line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                break
+            chunk = json.loads(payload)
+            model = chunk.get("model") or model
+            usage = _usage(chunk.get("usage")) or usage
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+                if piece:
+                    parts.append(piece)
+                    if on_delta is not None:
+                        on_delta(piece)
+        else:
+            raise BackendFailure("connection", "stream ended before [DONE]")
+        return Completion("".join(parts), model, usage, {"streamed": True})
+
+    async def probe(self) -> float:
+        """Seconds for GET /models (for status displays; never used to close a circuit)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with self._client().get(f"{self.cfg.base_url}/models") as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise BackendFailure("status", f"HTTP {resp.status}", resp.status)
+        return loop.time() - started

@@ -1,0 +1,228 @@
+"""Local-first routing with a circuit breaker per backend, fallback, and exact billing.
+
+A connection error, timeout, 5xx or 429 is the backend's failure: it counts against its
+circuit and the next backend is tried. Any other 4xx is the request's fault: it goes back to
+the caller (``LLMRequestError``) without fallback and does not count against the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from omium import metrics
+from omium.errors import AllBackendsFailedError, LLMRequestError
+from omium.llm.backend import Backend, BackendFailure, Completion
+from omium.llm.breaker import STATE_VALUE, CircuitBreaker
+from omium.llm.config import BackendConfig, LLMConfig
+from omium.llm.pricing import ModelPrice, Usage
+from omium.llm.tokens import count_messages, count_tokens
+
+if TYPE_CHECKING:
+    from omium.billing.ledger import Ledger
+
+from omium.billing.money import dollars_to_nano
+from omium.store.records import UsageRecord
+
+
+@dataclass
+class LLMResult:
+    text: str
+    backend: str
+    model: str
+    model_type: str  # local | hosted
+    used_fallback: bool  # served by a backend other than the first candidate
+    latency_ms: float
+    usage: Usage
+    cost: Decimal  # dollars, exact
+    idempotency_key: str
+    errors: dict[str, str] = field(default_factory=dict)  # backends passed over, and why
+    billed: bool = False
+
+
+@dataclass
+class BackendStats:
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    last_latency_ms: float | None = None
+    last_error: str | None = None
+
+
+class LLMRouter:
+    def __init__(self, config: LLMConfig | list[BackendConfig], *, ledger: Ledger | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config if isinstance(config, LLMConfig) else LLMConfig(backends=config)
+        self.config.check()
+        self.ledger = ledger
+        self.backends = [Backend(b) for b in self.config.ordered()]
+        circuit = self.config.circuit
+        self.breakers = {b.name: CircuitBreaker(circuit.failure_threshold, circuit.cooldown_s,
+                                                clock) for b in self.backends}
+        self.stats = {b.name: BackendStats() for b in self.backends}
+        self._prices = {b.name: self._price(b.cfg) for b in self.backends}
+
+    def _price(self, cfg: BackendConfig) -> ModelPrice:
+        price = self.config.prices.price_for(cfg.model, cfg.kind)
+        assert price is not None  # config.check() guarantees it
+        return price
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(b.close() for b in self.backends))
+
+    async def __aenter__(self) -> LLMRouter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- public calls
+    async def chat(self, messages: list[dict[str, Any]], *, model: str | None = None,
+                   max_tokens: int | None = None, temperature: float | None = None,
+                   stream: bool = False, on_delta: Callable[[str], None] | None = None,
+                   tenant_id: str = "local", execution_id: str | None = None,
+                   agent_id: str | None = None, idempotency_key: str | None = None,
+                   extra: dict[str, Any] | None = None) -> LLMResult:
+        """A chat completion from the first backend that can serve it."""
+        body: dict[str, Any] = {"messages": messages, **(extra or {})}
+        return await self._route("/chat/completions", body, model=model, max_tokens=max_tokens,
+                                 temperature=temperature, stream=stream, on_delta=on_delta,
+                                 tenant_id=tenant_id, execution_id=execution_id,
+                                 agent_id=agent_id, idempotency_key=idempotency_key,
+                                 prompt_text=lambda: count_messages(messages))
+
+    async def complete(self, prompt: str, **kwargs: Any) -> LLMResult:
+        """A text completion (``/v1/completions``); same keywords as ``chat``."""
+        extra = kwargs.pop("extra", None) or {}
+        return await self._route("/completions", {"prompt": prompt, **extra},
+                                 prompt_text=lambda: count_tokens(prompt), **kwargs)
+
+    # -- routing
+    def candidates(self, model: str | None) -> list[Backend]:
+        if model is None:
+            return self.backends
+        found = [b for b in self.backends if model in (b.cfg.model, b.name)]
+        if not found:
+            raise LLMRequestError(f"no backend serves model {model!r}", backend="router",
+                                  status=404)
+        return found
+
+    async def _route(self, path: str, body: dict[str, Any], *, prompt_text: Callable[[], int],
+                     model: str | None = None, max_tokens: int | None = None,
+                     temperature: float | None = None, stream: bool = False,
+                     on_delta: Callable[[str], None] | None = None, tenant_id: str = "local",
+                     execution_id: str | None = None, agent_id: str | None = None,
+                     idempotency_key: str | None = None) -> LLMResult:
+        backends = self.candidates(model)
+        if self.ledger is not None:
+            # Refuse before sending: the estimate assumes the dearest backend that may serve.
+            est = _rough_tokens(body)
+            worst = max(self._prices[b.name].cost(est, max_tokens or 512) for b in backends)
+            await self.ledger.check_budget(tenant_id, worst)
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        errors: dict[str, str] = {}
+        emitted = False
+        if on_delta is not None:
+            user_delta = on_delta
+
+            def on_delta(piece: str) -> None:
+                nonlocal emitted
+                emitted = True
+                user_delta(piece)
+
+        for position, backend in enumerate(backends):
+            breaker = self.breakers[backend.name]
+            if not breaker.allow():
+                errors[backend.name] = f"circuit open (retry in {breaker.retry_in_s:.0f}s)"
+                continue
+            completion = await self._try(backend, breaker, path, {**body,
+                                                                 "model": backend.cfg.model},
+                                         on_delta, errors)
+            if completion is None:
+                if emitted:  # the caller has part of an answer: another backend would repeat it
+                    raise AllBackendsFailedError({**errors, "router": "stream broke mid-answer"})
+                if position + 1 < len(backends):
+                    metrics.llm_fallbacks.labels(backend.name).inc()
+                continue
+            return await self._settle(backend, completion, position > 0, errors, tenant_id,
+                                      execution_id, agent_id, idempotency_key, prompt_text)
+        if self.ledger is not None:
+            await self.ledger.record_failure("*", "all_failed", "; ".join(
+                f"{k}: {v}" for k, v in errors.items()), tenant_id)
+        raise AllBackendsFailedError(errors)
+
+    async def _try(self, backend: Backend, breaker: CircuitBreaker, path: str,
+                   body: dict[str, Any], on_delta: Callable[[str], None] | None,
+                   errors: dict[str, str]) -> tuple[Completion, float] | None:
+        stats = self.stats[backend.name]
+        stats.calls += 1
+        started = time.perf_counter()
+        try:
+            completion = await backend.request(path, body, on_delta)
+        except BackendFailure as err:
+            breaker.record_failure()
+            stats.failures += 1
+            stats.last_error = errors[backend.name] = f"{err.kind}: {err}"
+            metrics.llm_backend_failures.labels(backend.name, err.kind).inc()
+            metrics.llm_circuit_state.labels(backend.name).set(STATE_VALUE[breaker.state])
+            if self.ledger is not None:
+                await self.ledger.record_failure(backend.name, err.kind, str(err), None)
+            return None
+        except LLMRequestError:
+            breaker.record_success()  # the backend answered: it is alive
+            raise
+        except BaseException:
+            breaker.release()
+            raise
+        latency = time.perf_counter() - started
+        breaker.record_success()
+        stats.successes += 1
+        stats.last_latency_ms = latency * 1000
+        metrics.llm_circuit_state.labels(backend.name).set(0)
+        return completion, latency
+
+    async def _settle(self, backend: Backend, done: tuple[Completion, float], fallback: bool,
+                      errors: dict[str, str], tenant_id: str, execution_id: str | None,
+                      agent_id: str | None, idempotency_key: str | None,
+                      prompt_text: Callable[[], int]) -> LLMResult:
+        completion, latency = done
+        usage = completion.usage
+        if usage is None:  # the server reported nothing: count, and say it was counted
+            usage = Usage(prompt_text(), count_tokens(completion.text), 0, estimated=True)
+        cost = self._prices[backend.name].cost(usage.prompt_tokens, usage.completion_tokens,
+                                               usage.cached_tokens)
+        result = LLMResult(completion.text, backend.name, completion.model, backend.cfg.kind,
+                           fallback, latency * 1000, usage, cost,
+                           idempotency_key or uuid.uuid4().hex, errors)
+        model = backend.cfg.model
+        metrics.llm_inference_latency.labels(model).observe(latency)
+        metrics.llm_cost.labels(model).inc(float(cost))
+        metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+        metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
+        if self.ledger is not None:
+            result.billed = await self.ledger.charge(UsageRecord(
+                result.idempotency_key, tenant_id, backend.name, model, backend.cfg.kind,
+                usage.prompt_tokens, usage.completion_tokens, dollars_to_nano(cost),
+                result.latency_ms, usage.cached_tokens, usage.estimated, fallback,
+                execution_id, agent_id))
+        return result
+
+
+def _rough_tokens(body: dict[str, Any]) -> int:
+    """An upper-leaning token estimate for budget checks (~3 characters per token)."""
+    if "messages" in body:
+        chars = sum(len(str(m.get("content") or "")) + 8 for m in body["messages"])
+    else:
+        chars = len(str(body.get("prompt") or ""))
+    return chars // 3 + 1
