@@ -54,7 +54,7 @@ class BackendConfig(BaseModel):
 class CircuitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    failure_threshold: int = Field(3, ge=1, le=1000)
+    failure_threshold: int = Field(3, ge=1, le=1_000_000)
     cooldown_s: float = Field(60.0, ge=0, le=86400)
 
 

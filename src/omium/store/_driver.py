@@ -14,7 +14,7 @@ Statement = tuple[str, dict[str, Any]]
 
 
 class ConflictError(Exception):
-    """A unique constraint refused a write (e.g. a second live checkpoint for one agent)."""
+    """A unique or foreign-key constraint refused a write (e.g. a second live checkpoint)."""
 
 
 class Driver(ABC):

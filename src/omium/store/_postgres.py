@@ -69,5 +69,5 @@ class PostgresDriver(Driver):
                     status = await conn.execute(text, *[params[n] for n in names])
                     counts.append(_rowcount(status))
                 return counts
-        except asyncpg.UniqueViolationError as err:
+        except asyncpg.IntegrityConstraintViolationError as err:  # unique or foreign key
             raise ConflictError(str(err)) from err
