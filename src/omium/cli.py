@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from omium._cli_llm import credits_app, llm_app, usage
 from omium._display import Progress, preview, when
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
 from omium.engine.plan import prepare
@@ -30,6 +31,9 @@ app = typer.Typer(help="Omium: durable multi-agent workflows.", no_args_is_help=
                   pretty_exceptions_enable=False)
 executions_app = typer.Typer(help="List and inspect executions.", no_args_is_help=True)
 app.add_typer(executions_app, name="executions")
+app.add_typer(llm_app, name="llm")
+app.add_typer(credits_app, name="credits")
+app.command("usage")(usage)
 
 out = Console()
 err = Console(stderr=True)
