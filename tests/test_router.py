@@ -177,3 +177,28 @@ def test_hosted_backend_without_a_price_is_a_config_error() -> None:
                                  kind="hosted")])
     with pytest.raises(LLMConfigError, match="base_url"):
         parse_config({"backends": [{"name": "y", "base_url": "ftp://x", "model": "m"}]})
+
+
+async def test_metrics_move_with_calls(router: LLMRouter, local: FakeOpenAIServer) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        "lat": value("omium_llm_inference_latency_seconds_count", model="gpt-3.5-turbo"),
+        "cost": value("omium_llm_cost_usd_total", model="gpt-3.5-turbo"),
+        "tokens": value("omium_llm_tokens_total", model="gpt-3.5-turbo", type="completion"),
+        "fallbacks": value("omium_llm_fallbacks_total", backend="local"),
+    }
+    local.default = Behaviour(kind="fail")
+    for _ in range(3):
+        await router.chat([{"role": "user", "content": "x #usage=100/50"}])
+    assert value("omium_llm_inference_latency_seconds_count",
+                 model="gpt-3.5-turbo") == before["lat"] + 3
+    assert value("omium_llm_cost_usd_total", model="gpt-3.5-turbo") == pytest.approx(
+        before["cost"] + 3 * 0.000125)
+    assert value("omium_llm_tokens_total", model="gpt-3.5-turbo",
+                 type="completion") == before["tokens"] + 150
+    assert value("omium_llm_fallbacks_total", backend="local") == before["fallbacks"] + 3
+    assert value("omium_llm_circuit_state", backend="local") == 2  # open

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from omium._cli_llm import credits_app, llm_app, usage
 from omium._display import Progress, preview, when
+from omium.billing.money import nano_to_dollars
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
 from omium.engine.plan import prepare
 from omium.engine.result import ExecutionResult
@@ -79,6 +80,11 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
             c = result.consensus
             out.print(f"consensus: {c['outcome']} ({c['strategy']}, agreement "
                       f"{c['agreement_level']:.0%}, votes {c['votes']})", highlight=False)
+        if result.usage:
+            u = result.usage
+            out.print(f"LLM: {u['calls']} call(s), {u['prompt_tokens']} prompt + "
+                      f"{u['completion_tokens']} completion tokens, ${u['cost_usd']}",
+                      highlight=False)
         if result.status == "failed":
             out.print(f"failed agent: {result.failed_agent} ({result.failure_type}): "
                       f"{result.error}", highlight=False)
@@ -204,22 +210,29 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
             return (rec, await store.get_checkpoints(execution_id, include_superseded=True),
                     await store.get_handoffs(execution_id),
                     await store.get_consensus(execution_id),
-                    await store.get_events(execution_id))
+                    await store.get_events(execution_id),
+                    await store.usage_records(execution_id=execution_id))
 
     found = _run_async(go())
     if found is None:
         _fail(f"no execution with id {execution_id!r}", 1)
-    rec, cps, handoffs, votes, events = found
+    rec, cps, handoffs, votes, events, usage_rows = found
     if as_json:
         print(json.dumps({"execution": asdict(rec), "checkpoints": [asdict(c) for c in cps],
                           "handoffs": handoffs, "consensus": [asdict(v) for v in votes],
-                          "events": [asdict(e) for e in events]}, default=str))
+                          "events": [asdict(e) for e in events],
+                          "usage": [asdict(u) for u in usage_rows]}, default=str))
         return
     out.print(f"[bold]{rec.id}[/] {rec.workflow_name}: {rec.status}"
               + (f", decision {rec.decision}" if rec.decision is not None else "")
               + (f"\nfailed agent {rec.failed_agent} ({rec.failure_type}): {rec.error}"
                  if rec.failed_agent else ""), highlight=False)
     _show_tables(cps, handoffs, votes, events)
+    for u in usage_rows:
+        out.print(f"LLM call by {u.agent_id}: {u.backend}/{u.model} ({u.model_type}"
+                  f"{', fallback' if u.used_fallback else ''}), {u.prompt_tokens} + "
+                  f"{u.completion_tokens} tokens{' (estimated)' if u.estimated else ''}, "
+                  f"${nano_to_dollars(u.cost_nano)}", highlight=False)
 
 
 def _show_tables(cps: list[Any], handoffs: list[dict[str, Any]], votes: list[Any],

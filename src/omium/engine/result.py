@@ -18,6 +18,8 @@ class ExecutionResult:
     failure_type: str | None = None
     error: str | None = None
     reused: list[str] = field(default_factory=list)  # agents taken from checkpoints this run
+    # LLM calls billed to this execution: calls, prompt/completion tokens, cost_usd (str)
+    usage: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

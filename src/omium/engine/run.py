@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from omium.billing.money import nano_to_dollars
 from omium.coordination.consensus import ConsensusResult, decide
 from omium.coordination.handoff import HandoffProtocol, HandoffRecord
 from omium.engine.attempts import Sleep, Success, run_with_retries
@@ -300,4 +301,13 @@ class Run:
         self._emit("execution_finished", None, status=status)
         return ExecutionResult(self.rec.id, status, summary["results"], summary["consensus"],
                                summary["decision"], summary["output"], reused=self.reused,
-                               **fields)
+                               usage=await self._usage(), **fields)
+
+    async def _usage(self) -> dict[str, Any] | None:
+        if self.llm is None:
+            return None
+        records = await self.store.usage_records(execution_id=self.rec.id)
+        return {"calls": len(records),
+                "prompt_tokens": sum(r.prompt_tokens for r in records),
+                "completion_tokens": sum(r.completion_tokens for r in records),
+                "cost_usd": str(nano_to_dollars(sum(r.cost_nano for r in records)))}
