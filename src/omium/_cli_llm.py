@@ -48,18 +48,29 @@ def _run(coro: Any) -> Any:
 
 @llm_app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000,
-          model: Annotated[str | None, typer.Option(help="vLLM model (GPU only).")] = None
+          model: Annotated[str | None, typer.Option(
+              help="A model id for vLLM (GPU), or a .gguf file for llama.cpp (CPU).")] = None
           ) -> None:
     """Start a local OpenAI-compatible server: vLLM on a GPU, else llama.cpp with SmolLM2."""
-    from omium.llm.serve import LocalServerUnavailable, plan_local_server, start_local_server
+    from omium.llm.serve import (
+        LocalServerUnavailable,
+        default_log_path,
+        plan_local_server,
+        start_local_server,
+    )
 
     try:
         plan = plan_local_server(host=host, port=port, model=model)
     except LocalServerUnavailable as e:
         raise _fail(str(e), 1) from None
     err.print(f"starting {plan.engine}: {' '.join(plan.argv)}", highlight=False)
-    proc = start_local_server(plan)
-    out.print(f"serving {plan.model} at {plan.base_url}\nconfigure it with:\n"
+    try:
+        proc = start_local_server(plan)
+    except LocalServerUnavailable as e:
+        raise _fail(str(e), 1) from None
+    out.print(f"serving {plan.model} at {plan.base_url} (server log: "
+              f"{default_log_path(plan)})\n"
+              "configure it with:\n"
               f"  backends:\n    - {{name: local, base_url: \"{plan.base_url}\", "
               f"model: {plan.model}, kind: local}}", highlight=False)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())

@@ -189,6 +189,11 @@ def _ready(url: str) -> bool:
         return False
 
 
+def default_log_path(plan: ServerPlan) -> Path:
+    engine = plan.engine.replace(".", "")
+    return Path(tempfile.gettempdir()) / f"omium-llm-{engine}-{plan.port}.log"
+
+
 def start_local_server(
     plan: ServerPlan, *, wait_s: float = 120, log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -204,11 +209,13 @@ def start_local_server(
             f"port {plan.port} on {plan.host} is already in use; pick another port, or if an "
             f"OpenAI-compatible server already runs there, configure {plan.base_url} as a backend"
         )
-    engine = plan.engine.replace(".", "")
-    log = log_path or Path(tempfile.gettempdir()) / f"omium-llm-{engine}-{plan.port}.log"
+    log = log_path or default_log_path(plan)
+    # Nothing may be downloaded at run time: vLLM must find the model in the local cache (or
+    # be given a local path); set HF_HUB_OFFLINE=0 yourself to allow a download.
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     with open(log, "wb") as out:
         process = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
