@@ -40,9 +40,20 @@ class LLMResult:
     latency_ms: float
     usage: Usage
     cost: Decimal  # dollars, exact
-    idempotency_key: str
+    idempotency_key: str | None  # the usage record's key (None when nothing is billed)
     errors: dict[str, str] = field(default_factory=dict)  # backends passed over, and why
     billed: bool = False
+
+
+class _Metrics:
+    def __init__(self, backend: str, model: str) -> None:
+        self.latency = metrics.llm_inference_latency.labels(model)
+        self.cost = metrics.llm_cost.labels(model)
+        self.prompt_tokens = metrics.llm_tokens.labels(model, "prompt")
+        self.completion_tokens = metrics.llm_tokens.labels(model, "completion")
+        self.fallbacks = metrics.llm_fallbacks.labels(backend)
+        self.circuit = metrics.llm_circuit_state.labels(backend)
+        self.circuit.set(0)
 
 
 @dataclass
@@ -66,6 +77,9 @@ class LLMRouter:
                                                 clock) for b in self.backends}
         self.stats = {b.name: BackendStats() for b in self.backends}
         self._prices = {b.name: self._price(b.cfg) for b in self.backends}
+        # Labelled metric children, looked up once: .labels() per call was the largest part
+        # of the router's own overhead.
+        self._metrics = {b.name: _Metrics(b.name, b.cfg.model) for b in self.backends}
 
     def _price(self, cfg: BackendConfig) -> ModelPrice:
         price = self.config.prices.price_for(cfg.model, cfg.kind)
@@ -153,7 +167,7 @@ class LLMRouter:
                 if emitted:  # the caller has part of an answer: another backend would repeat it
                     raise AllBackendsFailedError({**errors, "router": "stream broke mid-answer"})
                 if position + 1 < len(backends):
-                    metrics.llm_fallbacks.labels(backend.name).inc()
+                    self._metrics[backend.name].fallbacks.inc()
                 continue
             return await self._settle(backend, completion, position > 0, errors, tenant_id,
                                       execution_id, agent_id, idempotency_key, prompt_text)
@@ -175,7 +189,7 @@ class LLMRouter:
             stats.failures += 1
             stats.last_error = errors[backend.name] = f"{err.kind}: {err}"
             metrics.llm_backend_failures.labels(backend.name, err.kind).inc()
-            metrics.llm_circuit_state.labels(backend.name).set(STATE_VALUE[breaker.state])
+            self._metrics[backend.name].circuit.set(STATE_VALUE[breaker.state])
             if self.ledger is not None:
                 await self.ledger.record_failure(backend.name, err.kind, str(err), None)
             return None
@@ -189,7 +203,8 @@ class LLMRouter:
         breaker.record_success()
         stats.successes += 1
         stats.last_latency_ms = latency * 1000
-        metrics.llm_circuit_state.labels(backend.name).set(0)
+        if breaker.state != "closed" or stats.failures:
+            self._metrics[backend.name].circuit.set(0)
         return completion, latency
 
     async def _settle(self, backend: Backend, done: tuple[Completion, float], fallback: bool,
@@ -202,17 +217,20 @@ class LLMRouter:
             usage = Usage(prompt_text(), count_tokens(completion.text), 0, estimated=True)
         cost = self._prices[backend.name].cost(usage.prompt_tokens, usage.completion_tokens,
                                                usage.cached_tokens)
+        if idempotency_key is None and self.ledger is not None:
+            idempotency_key = uuid.uuid4().hex  # only billing needs one: uuid4 costs ~8 us
         result = LLMResult(completion.text, backend.name, completion.model, backend.cfg.kind,
-                           fallback, latency * 1000, usage, cost,
-                           idempotency_key or uuid.uuid4().hex, errors)
+                           fallback, latency * 1000, usage, cost, idempotency_key, errors)
         model = backend.cfg.model
-        metrics.llm_inference_latency.labels(model).observe(latency)
-        metrics.llm_cost.labels(model).inc(float(cost))
-        metrics.llm_tokens.labels(model, "prompt").inc(usage.prompt_tokens)
-        metrics.llm_tokens.labels(model, "completion").inc(usage.completion_tokens)
+        m = self._metrics[backend.name]
+        m.latency.observe(latency)
+        m.cost.inc(float(cost))
+        m.prompt_tokens.inc(usage.prompt_tokens)
+        m.completion_tokens.inc(usage.completion_tokens)
         if self.ledger is not None:
+            assert idempotency_key is not None
             result.billed = await self.ledger.charge(UsageRecord(
-                result.idempotency_key, tenant_id, backend.name, model, backend.cfg.kind,
+                idempotency_key, tenant_id, backend.name, model, backend.cfg.kind,
                 usage.prompt_tokens, usage.completion_tokens, dollars_to_nano(cost),
                 result.latency_ms, usage.cached_tokens, usage.estimated, fallback,
                 execution_id, agent_id))

@@ -1,0 +1,706 @@
+"""What Omium's LLM router adds on top of a plain pooled HTTP call, its throughput, and failover.
+
+What is measured
+    The OpenAI-compatible fake server (``python -m omium.llm.fake_server --port 0``) runs as a
+    SEPARATE PROCESS, so client and server never share an event loop. Every client below runs
+    in this process, single-threaded asyncio (plain asyncio loop unless ``--uvloop``), posting
+    the same one-message chat completion (the server answers ``echo: <prompt>`` with usage).
+
+    Clients ("variants"), all keep-alive pooled, 64 connections at most:
+    * direct   - the baseline: one ``aiohttp.ClientSession`` posting the body and parsing the
+                 JSON (same connector limit and timeouts as Omium's backend).
+    * omium    - ``LLMRouter`` with one local backend, no ledger: ``await router.chat(msgs)``
+                 (circuit breaker, pricing in Decimal, Prometheus metrics, result object).
+    * omium.backend - Omium's ``Backend.request`` alone, no router: splits omium - direct
+                 into the HTTP layer's share and the router's (``--no-backend-row`` skips it).
+    * httpx    - ``httpx.AsyncClient`` (context only), unless ``--no-httpx``.
+    * litellm  - ``litellm.Router`` with one ``openai/...`` deployment on the same server,
+                 ``await router.acompletion(model="m", messages=msgs)``, when importable
+                 (section 5 only).
+
+    1. Added latency at concurrency 1: sequential calls (default 2000 each after 200 warm-up),
+       interleaved in blocks of 100 (order rotated every round) so drift hits all alike.
+       Added latency = variant - direct: difference of p50s, of p99s, and of means; plus the
+       client CPU per call (process CPU time / calls), which is far less noisy.
+    2. Throughput at concurrency 64: 64 workers, a fixed number of calls (default 20,000)
+       or a time cap (default 5 s) whichever ends first, after a warm-up that opens the pool;
+       best of ``--rounds`` (default 2) rounds, variants alternating. Calls/s, client CPU per
+       call and the server's CPU share during the window (is the server the bottleneck?).
+    3. The router's own cost with the HTTP call stubbed out (``Backend.request`` replaced on
+       the instance by a coroutine returning a fixed Completion): microseconds per call.
+    4. Failover, with one more server process per trial: ``local`` (the victim), and the
+       main server as ``hosted``. After 50 warm-up calls on local, the local server is
+       SIGKILLed and reaped; (a) time from then to the first answer (it comes from hosted and
+       includes the failed attempt on local plus opening the first connection to hosted),
+       then the calls that still try local until the circuit opens (3 failures); (b) with the
+       circuit open, N calls through the router (local skipped, hosted serves) vs direct
+       pooled calls to the hosted server, interleaved: p50/p99 and the difference.
+    5. LiteLLM, last and alone: its per-call background logging work (asyncio tasks and a
+       worker thread) outlives each call and would land on whatever runs next, so it is not
+       interleaved; it is compared with the direct/omium figures of sections 1-2 (and a fresh
+       direct block measured just before it, to show no drift). Ratios Omium/LiteLLM.
+    ``--profile N`` first cProfiles N real router calls and N stubbed ones (file:line).
+
+    With >= 2 usable cores, this process is pinned to the first core and the server processes
+    to the second (``--no-pin`` to leave scheduling alone), so "one core" for the client is
+    literal. On a 2-core machine client and server still compete for the machine (caches,
+    memory bandwidth, other tenants such as a concurrent test run), so absolute figures are
+    pessimistic; the ratios against baselines measured in the same run are what to quote.
+
+How to run (from the repository root; ~1 min with the defaults on 2 cores, litellm installed)
+    python bench/router.py
+    python bench/router.py --quick                 # smoke run, a few seconds
+    python bench/router.py --calls 5000 --tp-calls 50000 --tp-seconds 10
+    python bench/router.py --no-litellm --profile 2000   # cProfile the router, top costs
+    python bench/router.py --litellm-model openai/gpt-3.5-turbo   # litellm prices the call
+
+LiteLLM is optional and not a project dependency (``pip install litellm``); its remote cost
+map fetch is disabled (``LITELLM_LOCAL_MODEL_COST_MAP=True``) since nothing outside loopback
+is used. The last line printed is a one-line JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from bench._router_util import (  # noqa: E402
+    ServerProcess,
+    ms_summary,
+    percentile,
+    pin_self,
+    proc_cpu_s,
+    start_servers,
+    table,
+    usable_cpus,
+)
+from omium.llm import BackendConfig, LLMConfig, LLMRouter, Usage  # noqa: E402
+from omium.llm.backend import Backend, Completion  # noqa: E402
+from omium.llm.config import CircuitConfig  # noqa: E402
+
+PROMPT = "Summarise the quarterly report in one line please"
+MESSAGES = [{"role": "user", "content": PROMPT}]
+EXPECTED = f"echo: {PROMPT}"
+LOCAL_MODEL = "fake-model"
+HOSTED_MODEL = "gpt-3.5-turbo"  # priced by Omium's default price table
+CONCURRENCY = 64
+
+
+# -- the clients --------------------------------------------------------------------------
+
+
+class Variant:
+    name = "?"
+
+    async def open(self) -> None: ...
+
+    async def call(self) -> str:
+        raise NotImplementedError
+
+    async def close(self) -> None: ...
+
+
+class Direct(Variant):
+    """The baseline: a pooled aiohttp session, same connector and timeouts as Omium's."""
+
+    def __init__(self, base_url: str, model: str = LOCAL_MODEL, name: str = "direct") -> None:
+        self.url, self.model, self.name = f"{base_url}/chat/completions", model, name
+        self.session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CONCURRENCY, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=60.0),
+            headers={"Content-Type": "application/json"})
+
+    async def call(self) -> str:
+        assert self.session is not None
+        body = {"messages": MESSAGES, "model": self.model}
+        async with self.session.post(self.url, json=body) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
+            data = await resp.json(content_type=None)
+        return data["choices"][0]["message"]["content"]
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+class Omium(Variant):
+    name = "omium"
+
+    def __init__(self, base_url: str) -> None:
+        self.router = LLMRouter([BackendConfig(name="local", base_url=base_url,
+                                               model=LOCAL_MODEL, kind="local")])
+
+    async def call(self) -> str:
+        return (await self.router.chat(MESSAGES)).text
+
+    async def close(self) -> None:
+        await self.router.aclose()
+
+
+class OmiumBackend(Variant):
+    """Omium's ``Backend.request`` alone (no router): splits the router's added cost."""
+
+    name = "omium.backend"
+
+    def __init__(self, base_url: str) -> None:
+        self.backend = Backend(BackendConfig(name="local", base_url=base_url, model=LOCAL_MODEL,
+                                             kind="local"))
+
+    async def call(self) -> str:
+        body = {"messages": MESSAGES, "model": LOCAL_MODEL}
+        return (await self.backend.request("/chat/completions", body)).text
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+class Httpx(Variant):
+    name = "httpx"
+
+    def __init__(self, base_url: str) -> None:
+        self.url = f"{base_url}/chat/completions"
+        self.client: Any = None
+
+    async def open(self) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=CONCURRENCY,
+                                max_keepalive_connections=CONCURRENCY),
+            timeout=httpx.Timeout(60.0, connect=2.0))
+
+    async def call(self) -> str:
+        resp = await self.client.post(self.url, json={"messages": MESSAGES, "model": LOCAL_MODEL})
+        resp.raise_for_status()
+        return resp.json()["choices"][0]["message"]["content"]
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def import_litellm() -> tuple[Any, str]:
+    """(module, version) or (None, reason)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    try:
+        import litellm
+    except ImportError as err:
+        return None, f"not installed ({err})"
+    except Exception as err:  # a broken install: say why, go on without it
+        return None, f"import failed ({type(err).__name__}: {err})"
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from importlib.metadata import version
+
+        return litellm, version("litellm")
+    except Exception:
+        return litellm, "?"
+
+
+class LiteLLM(Variant):
+    name = "litellm"
+
+    def __init__(self, litellm: Any, base_url: str, model: str) -> None:
+        self.litellm = litellm
+        self.router = litellm.Router(model_list=[{"model_name": "m", "litellm_params": {
+            "model": model, "api_base": base_url, "api_key": "x"}}])
+
+    async def call(self) -> str:
+        resp = await self.router.acompletion(model="m", messages=MESSAGES)
+        return resp.choices[0].message.content
+
+    async def close(self) -> None:
+        closer = getattr(self.litellm, "close_litellm_async_clients", None)
+        if closer is not None:
+            try:
+                await closer()
+            except Exception:
+                pass
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def check(text: str, who: str) -> None:
+    if text != EXPECTED:
+        raise RuntimeError(f"{who}: unexpected answer {text!r}")
+
+
+async def latency_c1(variants: list[Variant], calls: int, warmup: int,
+                     block: int) -> dict[str, dict[str, Any]]:
+    """Sequential calls, interleaved in blocks; per-call wall times (ns) and client CPU."""
+    for v in variants:
+        for _ in range(warmup):
+            check(await v.call(), v.name)
+    times: dict[str, list[int]] = {v.name: [] for v in variants}
+    cpu = dict.fromkeys(times, 0.0)
+    gc.collect()
+    rounds = -(-calls // block)
+    perf = time.perf_counter_ns
+    for r in range(rounds):
+        n = min(block, calls - r * block)
+        shift = r % len(variants)
+        for v in variants[shift:] + variants[:shift]:
+            out = times[v.name]
+            call = v.call
+            c0 = time.process_time()
+            for _ in range(n):
+                t0 = perf()
+                text = await call()
+                out.append(perf() - t0)
+                check(text, v.name)
+            cpu[v.name] += time.process_time() - c0
+    result = {}
+    for name, ns in times.items():
+        result[name] = {**ms_summary(ns), "cpu_us": cpu[name] / len(ns) * 1e6, "ns": ns}
+    return result
+
+
+async def run_workers(call: Callable[[], Awaitable[str]], who: str, concurrency: int,
+                      calls: int, seconds: float) -> int:
+    remaining = calls
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal remaining, done
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            check(await call(), who)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done
+
+
+async def throughput(v: Variant, server_pid: int, concurrency: int, calls: int,
+                     seconds: float) -> dict[str, float]:
+    await run_workers(v.call, v.name, concurrency, concurrency * 8, 2.0)  # open the pool
+    gc.collect()
+    s0, c0, t0 = proc_cpu_s(server_pid), time.process_time(), time.perf_counter()
+    done = await run_workers(v.call, v.name, concurrency, calls, seconds)
+    elapsed = time.perf_counter() - t0
+    cpu, s1 = time.process_time() - c0, proc_cpu_s(server_pid)
+    server_share = (s1 - s0) / elapsed if s0 is not None and s1 is not None else float("nan")
+    return {"calls": done, "seconds": elapsed, "cps": done / elapsed,
+            "cpu_us": cpu / done * 1e6, "client_cpu_share": cpu / elapsed,
+            "server_cpu_share": server_share}
+
+
+async def failover(victims: list[ServerProcess], hosted_url: str, open_calls: int,
+                   block: int) -> dict[str, Any]:
+    trials: list[dict[str, Any]] = []
+    open_cmp: dict[str, Any] = {}
+    for i, victim in enumerate(victims):
+        cfg = LLMConfig(
+            backends=[BackendConfig(name="local", base_url=victim.base_url, model=LOCAL_MODEL,
+                                    kind="local"),
+                      BackendConfig(name="hosted", base_url=hosted_url, model=HOSTED_MODEL,
+                                    kind="hosted")],
+            circuit=CircuitConfig(failure_threshold=3, cooldown_s=60))
+        router = LLMRouter(cfg)
+        try:
+            for _ in range(50):
+                r = await router.chat(MESSAGES)
+                if r.backend != "local":
+                    raise RuntimeError(f"warm-up served by {r.backend}")
+            victim.kill()  # SIGKILL + reaped: the local server and its sockets are gone
+            down = time.perf_counter()
+            r = await router.chat(MESSAGES)
+            first_ms = (time.perf_counter() - down) * 1000
+            check(r.text, "failover")
+            if r.backend != "hosted" or not r.used_fallback:
+                raise RuntimeError(f"first call after the kill: {r.backend} {r.errors}")
+            trial: dict[str, Any] = {"first_fallback_ms": first_ms,
+                                     "first_error": r.errors.get("local", "")}
+            closing: list[float] = []
+            breaker = router.breakers["local"]
+            while breaker.state != "open" and len(closing) < 10:
+                t0 = time.perf_counter()
+                r = await router.chat(MESSAGES)
+                closing.append((time.perf_counter() - t0) * 1000)
+                if r.backend != "hosted":
+                    raise RuntimeError(f"served by {r.backend} with local dead")
+            trial["until_open_ms"] = closing
+            trial["failures_to_open"] = breaker.consecutive_failures
+            trial["later_error"] = r.errors.get("local", "")
+            trials.append(trial)
+            if i == 0:
+                open_cmp = await open_circuit_cost(router, hosted_url, open_calls, block)
+        finally:
+            await router.aclose()
+    return {"trials": trials, "open": open_cmp}
+
+
+async def open_circuit_cost(router: LLMRouter, hosted_url: str, calls: int,
+                            block: int) -> dict[str, Any]:
+    """Circuit open on local: router calls (hosted serves) vs direct calls to hosted."""
+
+    class OpenRouter(Variant):
+        name = "omium(open)"
+
+        async def call(self) -> str:
+            r = await router.chat(MESSAGES)
+            if r.backend != "hosted" or "circuit open" not in r.errors.get("local", ""):
+                raise RuntimeError(f"expected local skipped, got {r.backend} {r.errors}")
+            return r.text
+
+    direct = Direct(hosted_url, HOSTED_MODEL, name="direct(hosted)")
+    await direct.open()
+    try:
+        res = await latency_c1([direct, OpenRouter()], calls, 100, block)
+    finally:
+        await direct.close()
+    return res
+
+
+def stubbed_router() -> LLMRouter:
+    """A router whose one backend answers at once (``Backend.request`` replaced on the
+    instance by a coroutine returning a fixed Completion): only the router's own work."""
+    router = LLMRouter([BackendConfig(name="local", base_url="http://127.0.0.1:9/v1",
+                                      model=LOCAL_MODEL, kind="local")])
+    completion = Completion(EXPECTED, LOCAL_MODEL, Usage(9, 9), {})
+
+    async def fake_request(path: str, body: dict[str, Any], on_delta: Any = None) -> Completion:
+        return completion
+
+    router.backends[0].request = fake_request  # type: ignore[method-assign]
+    return router
+
+
+async def router_own_cost(n: int) -> dict[str, float]:
+    """``router.chat`` with the HTTP call stubbed: the router's own CPU per call."""
+    router = stubbed_router()
+    for _ in range(min(n, 2000)):
+        await router.chat(MESSAGES)
+    gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await router.chat(MESSAGES)
+    routed = time.perf_counter() - t0
+    stub = router.backends[0].request
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await stub("/chat/completions", {})
+    bare = time.perf_counter() - t0
+    await router.aclose()
+    return {"router_us": routed / n * 1e6, "bare_await_us": bare / n * 1e6,
+            "own_us": (routed - bare) / n * 1e6}
+
+
+async def profile_router(base_url: str, n: int) -> str:
+    """cProfile: N real router calls (omium/prometheus frames), then N stubbed ones (all)."""
+    out = io.StringIO()
+    v = Omium(base_url)
+    try:
+        for _ in range(200):
+            await v.call()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n):
+            await v.call()
+        prof.disable()
+    finally:
+        await v.close()
+    out.write(f"--- cProfile: {n} router.chat calls, c=1, real HTTP; omium and prometheus "
+              f"frames by cumulative time (profiler overhead inflates every figure)\n")
+    pstats.Stats(prof, stream=out).sort_stats("cumtime").print_stats(r"omium|prometheus", 16)
+    router = stubbed_router()
+    for _ in range(200):
+        await router.chat(MESSAGES)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        await router.chat(MESSAGES)
+    prof.disable()
+    await router.aclose()
+    out.write(f"--- cProfile: {n} router.chat calls with the HTTP call stubbed (the router's "
+              f"own work), top by tottime\n")
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(22)
+    return out.getvalue()
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Omium LLM router: added latency, throughput, failover (see docstring).")
+    p.add_argument("--calls", type=int, default=2000, help="c=1 calls per variant (2000)")
+    p.add_argument("--warmup", type=int, default=200, help="c=1 warm-up calls (200)")
+    p.add_argument("--block", type=int, default=100, help="interleaving block size (100)")
+    p.add_argument("--tp-calls", type=int, default=20_000, help="c=64 calls per round (20000)")
+    p.add_argument("--tp-seconds", type=float, default=5.0, help="c=64 time cap per round (5)")
+    p.add_argument("--rounds", type=int, default=2, help="throughput rounds, best kept (2)")
+    p.add_argument("--stub-calls", type=int, default=20_000,
+                   help="router calls with the HTTP call stubbed (20000)")
+    p.add_argument("--failover-trials", type=int, default=3, help="kill-and-fail-over trials")
+    p.add_argument("--open-calls", type=int, default=1000,
+                   help="calls per side with the circuit open (1000)")
+    p.add_argument("--no-httpx", action="store_true", help="skip the httpx baseline")
+    p.add_argument("--no-backend-row", action="store_true",
+                   help="skip the omium.backend row (Backend.request without the router)")
+    p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    p.add_argument("--litellm-model", default="openai/fake-model",
+                   help="LiteLLM deployment model (default openai/fake-model)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin client/server to cores")
+    p.add_argument("--uvloop", action="store_true", help="client on uvloop (default asyncio)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also cProfile N router calls and print the top costs")
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.calls, args.warmup, args.tp_calls, args.tp_seconds = 200, 20, 2000, 1.0
+        args.rounds, args.stub_calls, args.failover_trials, args.open_calls = 1, 2000, 1, 100
+    return args
+
+
+def fmt_ms(v: float) -> str:
+    return f"{v:+.3f}"
+
+
+def added_vs(s: dict[str, float], d: dict[str, float]) -> dict[str, float]:
+    return {"p50_ms": s["p50_ms"] - d["p50_ms"], "p99_ms": s["p99_ms"] - d["p99_ms"],
+            "mean_ms": s["mean_ms"] - d["mean_ms"], "cpu_us": s["cpu_us"] - d["cpu_us"]}
+
+
+def latency_table(lat: dict[str, dict[str, Any]], base: str = "direct") -> str:
+    d = lat[base]
+    rows = []
+    for name, s in lat.items():
+        a = added_vs(s, d)
+        rows.append([name, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["mean_ms"], s["cpu_us"],
+                     *(["", "", "", ""] if name == base else
+                       [fmt_ms(a["p50_ms"]), fmt_ms(a["p99_ms"]), fmt_ms(a["mean_ms"]),
+                        f"{a['cpu_us']:+.0f}"])])
+    return table(["variant", "p50 ms", "p90 ms", "p99 ms", "mean ms", "cpu us/call",
+                  "+p50 ms", "+p99 ms", "+mean ms", "+cpu us"], rows)
+
+
+def throughput_table(best: dict[str, dict[str, float]]) -> str:
+    dc = best["direct"]["cps"]
+    return table(["variant", "calls", "seconds", "calls/s", "vs direct", "cpu us/call",
+                  "client cpu", "server cpu"],
+                 [[n, int(t["calls"]), t["seconds"], t["cps"], f"{t['cps'] / dc:.2f}x",
+                   t["cpu_us"], f"{t['client_cpu_share']:.0%}", f"{t['server_cpu_share']:.0%}"]
+                  for n, t in best.items()])
+
+
+def rounded(d: dict[str, float], keys: tuple[str, ...], nd: int = 4) -> dict[str, float]:
+    return {k: round(d[k], nd) for k in keys}
+
+
+async def best_throughput(variants: list[Variant], server_pid: int,
+                          args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(args.rounds):
+        for v in variants:
+            t = await throughput(v, server_pid, CONCURRENCY, args.tp_calls, args.tp_seconds)
+            if v.name not in best or t["cps"] > best[v.name]["cps"]:
+                best[v.name] = t
+    return best
+
+
+async def bench(args: argparse.Namespace, servers: dict[str, ServerProcess]) -> dict[str, Any]:
+    base = servers["main"].base_url
+    variants: list[Variant] = [Direct(base), Omium(base)]
+    if not args.no_backend_row:
+        variants.append(OmiumBackend(base))
+    if not args.no_httpx:
+        variants.append(Httpx(base))
+    for v in variants:
+        await v.open()
+    summary: dict[str, Any] = {}
+    try:
+        # 1. added latency, c=1
+        lat = await latency_c1(variants, args.calls, args.warmup, args.block)
+        print(f"\n## 1. Latency at concurrency 1 ({args.calls} sequential calls per variant after "
+              f"{args.warmup} warm-up, interleaved in blocks of {args.block})")
+        print(latency_table(lat))
+        added = added_vs(lat["omium"], lat["direct"])
+        print(f"omium added: p50 {added['p50_ms'] * 1000:+.0f} us (target < 1000 us: "
+              f"{'PASS' if added['p50_ms'] < 1 else 'FAIL'}), p99 {added['p99_ms'] * 1000:+.0f}"
+              f" us (target < 5000 us: {'PASS' if added['p99_ms'] < 5 else 'FAIL'}), mean "
+              f"{added['mean_ms'] * 1000:+.0f} us, client CPU {added['cpu_us']:+.0f} us/call")
+        keys = ("p50_ms", "p99_ms", "mean_ms", "cpu_us")
+        summary["c1"] = {n: rounded(s, keys) for n, s in lat.items()}
+        summary["c1"]["omium_added"] = rounded(added, keys)
+
+        # 2. throughput, c=64
+        best = await best_throughput(variants, servers["main"].pid, args)
+        print(f"\n## 2. Throughput at concurrency {CONCURRENCY} ({args.tp_calls} calls or "
+              f"{args.tp_seconds:g} s per round, whichever first; best of {args.rounds})")
+        print(throughput_table(best))
+        oc = best["omium"]["cps"]
+        print(f"omium: {oc:,.0f} calls/s with the client on one core (target >= 1000: "
+              f"{'PASS' if oc >= 1000 else 'FAIL'}), {oc / best['direct']['cps']:.2f}x direct; "
+              f"{1e6 / best['omium']['cpu_us']:,.0f} calls per client CPU-second")
+        summary["c64"] = {n: {"cps": round(t["cps"], 1), "cpu_us": round(t["cpu_us"], 1),
+                              "server_cpu_share": round(t["server_cpu_share"], 3)}
+                          for n, t in best.items()}
+    finally:
+        for v in variants[1:]:
+            await v.close()
+
+    # 3. the router's own cost
+    own = await router_own_cost(args.stub_calls)
+    print(f"\n## 3. Router's own cost, HTTP stubbed ({args.stub_calls} calls): "
+          f"{own['router_us']:.1f} us/call through router.chat, {own['bare_await_us']:.2f} us "
+          f"for the stub alone -> {own['own_us']:.1f} us of routing per call")
+    summary["router_own_us"] = round(own["own_us"], 2)
+
+    # 4. failover
+    fo = await failover([servers[k] for k in servers if k.startswith("victim")],
+                        base, args.open_calls, args.block)
+    print(f"\n## 4. Failover: local server SIGKILLed (and reaped), hosted takes over "
+          f"({len(fo['trials'])} trials; circuit opens after 3 failures)")
+    rows = [[f"trial {i}", t["first_fallback_ms"],
+             " ".join(f"{x:.2f}" for x in t["until_open_ms"]), t["failures_to_open"],
+             t["first_error"][:64]] for i, t in enumerate(fo["trials"], 1)]
+    print(table(["", "kill->1st answer ms", "next calls ms", "fails", "local error (1st call)"],
+                rows))
+    if fo["trials"]:
+        print(f"later calls' local error: {fo['trials'][-1]['later_error'][:90]}")
+    firsts = [t["first_fallback_ms"] for t in fo["trials"]]
+    op = fo["open"]
+    dh, oh = op["direct(hosted)"], op["omium(open)"]
+    print(f"circuit open on local: {args.open_calls} calls each, interleaved, vs direct calls "
+          f"to the hosted server:")
+    print(latency_table(op, "direct(hosted)"))
+    open_added = added_vs(oh, dh)
+    print(f"open-circuit call = hosted latency {fmt_ms(open_added['p50_ms'])} ms at p50 "
+          f"({fmt_ms(open_added['p99_ms'])} ms at p99, {open_added['cpu_us']:+.0f} us client "
+          f"CPU); with one healthy backend the router added {fmt_ms(added['p50_ms'])} ms at p50")
+    summary["failover"] = {
+        "first_fallback_ms": [round(x, 3) for x in firsts],
+        "first_fallback_ms_median": round(percentile(firsts, 50), 3),
+        "open_p50_ms": round(oh["p50_ms"], 4), "hosted_direct_p50_ms": round(dh["p50_ms"], 4),
+        "open_added_p50_ms": round(open_added["p50_ms"], 4)}
+
+    # 5. LiteLLM, last: its background logging tasks would slow whatever ran after it
+    summary["litellm"] = await litellm_phase(args, servers, variants[0], lat, best, added)
+    await variants[0].close()
+    return summary
+
+
+async def litellm_phase(args: argparse.Namespace, servers: dict[str, ServerProcess],
+                        direct: Variant, lat: dict[str, dict[str, Any]],
+                        best: dict[str, dict[str, float]],
+                        added: dict[str, float]) -> dict[str, Any]:
+    print("\n## 5. LiteLLM")
+    if args.no_litellm:
+        print("litellm: skipped (--no-litellm)")
+        return {"status": "skipped"}
+    litellm, note = import_litellm()
+    if litellm is None:
+        print(f"litellm: {note}")
+        return {"status": note}
+    v = LiteLLM(litellm, servers["main"].base_url, args.litellm_model)
+    try:
+        # A fresh direct block right before, then LiteLLM alone (not interleaved: its
+        # leftover background work would land on the direct calls).
+        pre = await latency_c1([direct], args.calls, args.warmup // 2, args.block)
+        lt = await latency_c1([v], args.calls, args.warmup, args.block)
+        tp = await best_throughput([v], servers["main"].pid, args)
+    finally:
+        await v.close()
+    c1 = {"direct (section 1)": lat["direct"], "direct (just before)": pre["direct"],
+          "omium (section 1)": lat["omium"], f"litellm {note}": lt["litellm"]}
+    print(f"litellm {note}, model {args.litellm_model!r}, c=1: {args.calls} calls after "
+          f"{args.warmup} warm-up; +columns vs direct (section 1)")
+    print(latency_table(c1, "direct (section 1)"))
+    la = added_vs(lt["litellm"], lat["direct"])
+    o, lo = lat["omium"], lt["litellm"]
+    print(f"added latency, Omium vs LiteLLM: p50 {added['p50_ms']:.3f} vs {la['p50_ms']:.3f} ms, "
+          f"mean {added['mean_ms']:.3f} vs {la['mean_ms']:.3f} ms; Omium/LiteLLM end-to-end "
+          f"p50 {o['p50_ms'] / lo['p50_ms']:.3f}, client CPU/call "
+          f"{o['cpu_us'] / lo['cpu_us']:.3f}")
+    both = {"direct": best["direct"], "omium": best["omium"], "litellm": tp["litellm"]}
+    print(f"c={CONCURRENCY} throughput (direct and omium from section 2):")
+    print(throughput_table(both))
+    ratio = best["omium"]["cps"] / tp["litellm"]["cps"]
+    print(f"Omium/LiteLLM throughput: {ratio:.2f}x")
+    keys = ("p50_ms", "p99_ms", "mean_ms", "cpu_us")
+    return {"status": f"version {note}", "model": args.litellm_model,
+            "c1": rounded(lo, keys), "c1_added": rounded(la, keys),
+            "c64_cps": round(tp["litellm"]["cps"], 1),
+            "omium_over_litellm": {"added_p50": round(added["p50_ms"] / la["p50_ms"], 4),
+                                   "e2e_p50": round(o["p50_ms"] / lo["p50_ms"], 4),
+                                   "c64_cps": round(ratio, 2)}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cpus = usable_cpus()
+    client_cpu = server_cpu = None
+    if not args.no_pin and len(cpus) >= 2:
+        client_cpu, server_cpu = cpus[0], cpus[1]
+    servers = {"main": ServerProcess("main", cpu=server_cpu)}
+    for i in range(args.failover_trials):
+        servers[f"victim{i}"] = ServerProcess(f"victim{i}", cpu=server_cpu)
+    started = time.perf_counter()
+    try:
+        start_servers(list(servers.values()))
+        pinned = client_cpu is not None and pin_self(client_cpu)
+        print(f"# omium LLM router bench - Python {platform.python_version()}, "
+              f"{platform.machine()}, {os.cpu_count()} cores, client loop "
+              f"{'uvloop' if args.uvloop else 'asyncio'} (single-threaded)")
+        print(f"# fake server: separate process(es), uvloop if installed (main pid "
+              f"{servers['main'].pid}, {servers['main'].base_url}); "
+              f"{args.failover_trials} more for failover")
+        if pinned:
+            print(f"# client pinned to CPU {client_cpu}, servers to CPU {server_cpu}")
+        print(f"# NOTE: {len(cpus)} usable cores: client and server processes compete for this "
+              f"machine; absolute figures are pessimistic, same-run ratios are the point")
+        runner_kw: dict[str, Any] = {}
+        if args.uvloop:
+            import uvloop
+
+            runner_kw["loop_factory"] = uvloop.new_event_loop
+        with asyncio.Runner(**runner_kw) as runner:
+            if args.profile:  # before LiteLLM is imported and leaves work behind
+                print(runner.run(profile_router(servers["main"].base_url, args.profile)))
+            summary = runner.run(bench(args, servers))
+    finally:
+        for s in servers.values():
+            s.stop()
+    summary = {"bench": "router", "python": platform.python_version(), "cores": len(cpus),
+               "pinned": client_cpu is not None, "loop": "uvloop" if args.uvloop else "asyncio",
+               **summary,
+               "targets": {"added_p50_lt_1ms": summary["c1"]["omium_added"]["p50_ms"] < 1,
+                           "added_p99_lt_5ms": summary["c1"]["omium_added"]["p99_ms"] < 5,
+                           "c64_ge_1000_cps": summary["c64"]["omium"]["cps"] >= 1000},
+               "wall_s": round(time.perf_counter() - started, 1)}
+    print(f"\n# total {summary['wall_s']} s")
+    print(json.dumps(summary, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
