@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,28 @@ async def test_metrics_move_with_calls(router: LLMRouter, local: FakeOpenAIServe
                  type="completion") == before["tokens"] + 150
     assert value("omium_llm_fallbacks_total", backend="local") == before["fallbacks"] + 3
     assert value("omium_llm_circuit_state", backend="local") == 2  # open
+
+
+def test_price_table_file_relative_to_the_config(tmp_path: Path) -> None:
+    from omium.llm import load_config
+
+    (tmp_path / "prices.yaml").write_text(
+        "models:\n  gpt-4o-mini: {input_per_1k: '0.00015', output_per_1k: '0.0006'}\n"
+        "local: {per_call: '0.0002'}\nreference_model: gpt-4o-mini\n")
+    (tmp_path / "llm.yaml").write_text(
+        "backends:\n  - {name: h, base_url: 'http://127.0.0.1:9/v1', model: gpt-4o-mini,"
+        " kind: hosted}\nprices: prices.yaml\n")
+    cfg = load_config(tmp_path / "llm.yaml")
+    price = cfg.prices.price_for("gpt-4o-mini", "hosted")
+    assert price is not None and price.cost(1000, 1000) == Decimal("0.00075")
+    assert cfg.prices.local.per_call == Decimal("0.0002")
+    (tmp_path / "bad.yaml").write_text("local: {per_call: -1}\n")
+    with pytest.raises(LLMConfigError, match="per_call"):
+        load_config_with_prices(tmp_path, "bad.yaml")
+
+
+def load_config_with_prices(folder: Path, prices: str) -> LLMConfig:
+    from omium.llm import load_config
+
+    (folder / "cfg.yaml").write_text(f"prices: {prices}\n")
+    return load_config(folder / "cfg.yaml")
