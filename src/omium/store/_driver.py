@@ -17,6 +17,14 @@ class ConflictError(Exception):
     """A unique or foreign-key constraint refused a write (e.g. a second live checkpoint)."""
 
 
+class NoRowsError(Exception):
+    """A statement that had to change a row changed none; the whole batch was rolled back."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"statement {index} changed no row")
+        self.index = index
+
+
 class Driver(ABC):
     dialect: str
 
@@ -36,8 +44,23 @@ class Driver(ABC):
         return rows[0] if rows else None
 
     @abstractmethod
-    async def batch(self, statements: Sequence[Statement]) -> list[int]:
-        """Run statements in one transaction; return each one's affected row count."""
+    async def batch(self, statements: Sequence[Statement], *,
+                    require: Sequence[int] = ()) -> list[int]:
+        """Run statements in one transaction; return each one's affected row count. If a
+        statement whose index is in ``require`` changes no row, roll back: ``NoRowsError``."""
+
+    async def fetch_write(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows from one writing statement (``... RETURNING``), in its own transaction."""
+        return (await self.fetch_in_transaction([(sql, params)]))[0]
+
+    @abstractmethod
+    async def fetch_in_transaction(self, statements: Sequence[Statement]
+                                   ) -> list[list[dict[str, Any]]]:
+        """Each statement's rows, all statements in one write transaction."""
+
+    @abstractmethod
+    async def fetch_many(self, queries: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        """Several reads at once (one thread hop / one pooled connection)."""
 
     async def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
         return (await self.batch([(sql, params or {})]))[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from omium.store._driver import ConflictError, Driver, Statement
+from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -60,14 +60,34 @@ class PostgresDriver(Driver):
         args = [(params or {})[n] for n in names]
         return [dict(r) for r in await self.pool.fetch(text, *args)]
 
-    async def batch(self, statements: Sequence[Statement]) -> list[int]:
+    async def batch(self, statements: Sequence[Statement], *,
+                    require: Sequence[int] = ()) -> list[int]:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 counts = []
-                for sql, params in statements:
+                for i, (sql, params) in enumerate(statements):
                     text, names = compile_sql(sql)
                     status = await conn.execute(text, *[params[n] for n in names])
                     counts.append(_rowcount(status))
+                    if counts[-1] == 0 and i in require:
+                        raise NoRowsError(i)  # leaving the block rolls the transaction back
                 return counts
         except asyncpg.IntegrityConstraintViolationError as err:  # unique or foreign key
             raise ConflictError(str(err)) from err
+
+    async def fetch_in_transaction(self, statements: Sequence[Statement]
+                                   ) -> list[list[dict[str, Any]]]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            out = []
+            for sql, params in statements:
+                text, names = compile_sql(sql)
+                out.append([dict(r) for r in await conn.fetch(text, *[params[n] for n in names])])
+            return out
+
+    async def fetch_many(self, queries: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        async with self.pool.acquire() as conn:
+            out = []
+            for sql, params in queries:
+                text, names = compile_sql(sql)
+                out.append([dict(r) for r in await conn.fetch(text, *[params[n] for n in names])])
+            return out

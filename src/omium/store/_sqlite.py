@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omium.store._driver import ConflictError, Driver, Statement
+from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
 
 T = TypeVar("T")
 
@@ -64,14 +64,19 @@ class SQLiteDriver(Driver):
                        ) -> list[dict[str, Any]]:
         return await self._run(self._fetchall, sql, params or {})
 
-    def _batch(self, statements: Sequence[Statement]) -> list[int]:
+    def _batch(self, statements: Sequence[Statement], require: Sequence[int] = ()
+               ) -> list[int]:
         conn = self._conn
         assert conn is not None
         # IMMEDIATE takes the write lock up front, so a concurrent writer process waits
         # (busy_timeout) instead of failing half-way with SQLITE_BUSY on upgrade.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+            counts = []
+            for i, (sql, params) in enumerate(statements):
+                counts.append(conn.execute(sql, params).rowcount)
+                if counts[-1] == 0 and i in require:
+                    raise NoRowsError(i)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as err:
             conn.execute("ROLLBACK")
@@ -81,5 +86,30 @@ class SQLiteDriver(Driver):
             raise
         return counts
 
-    async def batch(self, statements: Sequence[Statement]) -> list[int]:
-        return await self._run(self._batch, statements)
+    async def batch(self, statements: Sequence[Statement], *,
+                    require: Sequence[int] = ()) -> list[int]:
+        return await self._run(self._batch, statements, require)
+
+    def _fetch_in_transaction(self, statements: Sequence[Statement]
+                              ) -> list[list[dict[str, Any]]]:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")  # e.g. the single-writer claim: one claimer at a time
+        try:
+            out = [[dict(r) for r in conn.execute(sql, params).fetchall()]
+                   for sql, params in statements]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return out
+
+    async def fetch_in_transaction(self, statements: Sequence[Statement]
+                                   ) -> list[list[dict[str, Any]]]:
+        return await self._run(self._fetch_in_transaction, statements)
+
+    def _fetch_many(self, queries: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        return [self._fetchall(sql, params) for sql, params in queries]
+
+    async def fetch_many(self, queries: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        return await self._run(self._fetch_many, queries)

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from omium.store.records import (
+    ApiKeyRecord,
     CheckpointRecord,
     ConsensusRecord,
     EventRecord,
     ExecutionRecord,
     TenantRecord,
     UsageRecord,
+    WorkflowRecord,
 )
 
 if TYPE_CHECKING:
@@ -20,7 +22,11 @@ if TYPE_CHECKING:
 
 
 class Store(ABC):
-    """Durable state of workflows and executions. All methods are coroutine-safe."""
+    """Durable state of workflows and executions. All methods are coroutine-safe.
+
+    Writes that take ``epoch`` are fenced: with an epoch they succeed only while the execution
+    still has that lease epoch, else they raise ``StaleLeaseError`` and write nothing.
+    """
 
     url: str
 
@@ -40,8 +46,9 @@ class Store(ABC):
 
     # -- workflows
     @abstractmethod
-    async def put_workflow(self, name: str, definition: dict[str, Any]) -> str:
-        """Store a definition (idempotent by content); return its id."""
+    async def put_workflow(self, name: str, definition: dict[str, Any],
+                           tenant_id: str = "local") -> str:
+        """Store a definition (idempotent by content, per tenant); return its id."""
 
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> dict[str, Any] | None: ...
@@ -56,12 +63,15 @@ class Store(ABC):
 
     @abstractmethod
     async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
-                              limit: int = 50) -> list[ExecutionRecord]: ...
+                              limit: int = 50, workflow_id: str | None = None,
+                              before: tuple[float, str] | None = None
+                              ) -> list[ExecutionRecord]:
+        """Newest first; ``before`` = (created_at, id) of the last row seen (keyset)."""
 
     @abstractmethod
     async def update_execution(self, execution_id: str, *, status: str,
                                expect_status: Sequence[str] | None = None,
-                               events: Sequence[EventRecord] = (),
+                               events: Sequence[EventRecord] = (), epoch: int | None = None,
                                **fields: Any) -> bool:
         """Set status (and decision/result/error/failed_agent/failure_type/finished_at) with
         ``events`` in one transaction; with ``expect_status`` only from those statuses.
@@ -72,7 +82,8 @@ class Store(ABC):
     async def save_checkpoint(self, cp: CheckpointRecord,
                               handoffs: Sequence[HandoffRecord] = (),
                               events: Sequence[EventRecord] = (),
-                              consensus: ConsensusRecord | None = None) -> bool:
+                              consensus: ConsensusRecord | None = None,
+                              epoch: int | None = None) -> bool:
         """Write the checkpoint with pending handoff records, events and a vote's result in
         one transaction. False (nothing written) if the agent already has a live checkpoint."""
 
@@ -82,23 +93,26 @@ class Store(ABC):
 
     @abstractmethod
     async def supersede_checkpoints(self, execution_id: str, agent_ids: Sequence[str],
-                                    events: Sequence[EventRecord] = ()) -> int: ...
+                                    events: Sequence[EventRecord] = (),
+                                    epoch: int | None = None) -> int: ...
 
     @abstractmethod
-    async def add_handoffs(self, records: Sequence[HandoffRecord]) -> None: ...
+    async def add_handoffs(self, records: Sequence[HandoffRecord],
+                           epoch: int | None = None) -> None: ...
 
     @abstractmethod
     async def get_handoffs(self, execution_id: str) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    async def add_events(self, events: Sequence[EventRecord]) -> None: ...
+    async def add_events(self, events: Sequence[EventRecord],
+                         epoch: int | None = None) -> None: ...
 
     @abstractmethod
     async def get_events(self, execution_id: str) -> list[EventRecord]: ...
 
     @abstractmethod
-    async def save_consensus(self, rec: ConsensusRecord,
-                             events: Sequence[EventRecord] = ()) -> None: ...
+    async def save_consensus(self, rec: ConsensusRecord, events: Sequence[EventRecord] = (),
+                             epoch: int | None = None) -> None: ...
 
     @abstractmethod
     async def get_consensus(self, execution_id: str) -> list[ConsensusRecord]: ...
@@ -136,3 +150,60 @@ class Store(ABC):
 
     @abstractmethod
     async def llm_failures(self, *, since: float = 0.0) -> list[dict[str, Any]]: ...
+
+    # -- the service: keys, workflows by tenant, leases, workers
+    @abstractmethod
+    async def create_api_key(self, key_hash: str, prefix: str, tenant_id: str | None, *,
+                             admin: bool = False) -> None: ...
+
+    @abstractmethod
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    @abstractmethod
+    async def revoke_api_key(self, key_hash: str) -> bool: ...
+
+    @abstractmethod
+    async def list_tenants(self) -> list[TenantRecord]: ...
+
+    @abstractmethod
+    async def get_workflow_record(self, workflow_id: str,
+                                  tenant_id: str | None = None) -> WorkflowRecord | None: ...
+
+    @abstractmethod
+    async def list_workflows(self, tenant_id: str, *, limit: int = 50,
+                             before: tuple[float, str] | None = None
+                             ) -> list[WorkflowRecord]: ...
+
+    @abstractmethod
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def execution_detail(self, execution_id: str,
+                               tenant_id: str) -> dict[str, list[dict[str, Any]]] | None: ...
+
+    @abstractmethod
+    async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None: ...
+
+    @abstractmethod
+    async def claim_execution(self, worker_id: str, lease_s: float
+                              ) -> tuple[ExecutionRecord, bool] | None: ...
+
+    @abstractmethod
+    async def renew_lease(self, execution_id: str, epoch: int,
+                          lease_s: float) -> tuple[bool, bool]: ...
+
+    @abstractmethod
+    async def release_lease(self, execution_id: str, epoch: int) -> bool: ...
+
+    @abstractmethod
+    async def queue_depth(self) -> int: ...
+
+    @abstractmethod
+    async def worker_heartbeat(self, worker_id: str, host: str, pid: int,
+                               running: int) -> None: ...
+
+    @abstractmethod
+    async def worker_stopped(self, worker_id: str) -> None: ...
+
+    @abstractmethod
+    async def live_workers(self, within_s: float) -> int: ...

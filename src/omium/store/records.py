@@ -28,6 +28,11 @@ class ExecutionRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
+    idempotency_key: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    lease_epoch: int = 0  # incremented by every claim; writes carry it (fencing)
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -43,6 +48,7 @@ class CheckpointRecord:
     finished_at: float
     served_by: str | None = None  # the fallback agent that produced the output, if any
     superseded: bool = False  # set by a rollback; a superseded checkpoint is not reused
+    lease_epoch: int = 0
     id: int | None = None
 
 
@@ -101,3 +107,22 @@ class UsageRecord:
     created_at: float = 0.0
     day: str = ""
     id: int | None = None
+
+
+@dataclass
+class ApiKeyRecord:
+    key_hash: str
+    prefix: str
+    tenant_id: str | None  # None for admin keys
+    admin: bool
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass
+class WorkflowRecord:
+    id: str
+    name: str
+    tenant_id: str
+    definition: dict[str, Any]
+    created_at: float

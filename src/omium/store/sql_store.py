@@ -8,11 +8,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from omium.store._driver import ConflictError, Driver, Statement
+from omium.errors import StaleLeaseError
+from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
 from omium.store.base import Store
 from omium.store.billing_sql import BillingSql
 from omium.store.migrate import ensure_migrated
 from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
+from omium.store.service_sql import ServiceSql
 
 if TYPE_CHECKING:
     from omium.coordination.handoff import HandoffRecord
@@ -33,7 +35,31 @@ _EXEC_FIELDS = ("decision", "result", "error", "failed_agent", "failure_type", "
 def _execution(row: dict[str, Any]) -> ExecutionRecord:
     for key in _EXEC_JSON:
         row[key] = _load(row[key])
+    row["cancel_requested"] = bool(row.get("cancel_requested"))
     return ExecutionRecord(**row)
+
+
+def _fence(execution_id: str, epoch: int | None) -> list[Statement]:
+    """A statement that changes a row only while the execution still has lease ``epoch``.
+
+    Prepended to a batch with ``require=[0]``: it row-locks the execution (so it serialises
+    with a claim on PostgreSQL) and rolls the whole batch back once another worker owns it.
+    """
+    if epoch is None:
+        return []
+    return [("UPDATE executions SET lease_epoch = lease_epoch WHERE id = :e "
+             "AND lease_epoch = :epoch", {"e": execution_id, "epoch": epoch})]
+
+
+async def _fenced(driver: Driver, execution_id: str, epoch: int | None,
+                  stmts: list[Statement]) -> list[int]:
+    fence = _fence(execution_id, epoch)
+    try:
+        counts = await driver.batch([*fence, *stmts], require=[0] if fence else [])
+    except NoRowsError:
+        raise StaleLeaseError(f"execution {execution_id}: lease epoch {epoch} is no longer "
+                              "current; another worker owns it") from None
+    return counts[len(fence):]
 
 
 def _event_stmt(ev: EventRecord) -> Statement:
@@ -61,7 +87,7 @@ def _consensus_stmt(rec: ConsensusRecord) -> Statement:
              "level": rec.agreement_level, "ts": rec.created_at or time.time()})
 
 
-class SqlStore(BillingSql, Store):
+class SqlStore(BillingSql, ServiceSql, Store):
     def __init__(self, url: str, driver: Driver, migration_url: str) -> None:
         self.url = url
         self.driver = driver
@@ -81,16 +107,19 @@ class SqlStore(BillingSql, Store):
         self._connected = False
 
     # -- workflows
-    async def put_workflow(self, name: str, definition: dict[str, Any]) -> str:
+    async def put_workflow(self, name: str, definition: dict[str, Any],
+                           tenant_id: str = "local") -> str:
         body = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
         digest = hashlib.sha256(body.encode()).hexdigest()
-        wf_id = f"{name}@{digest[:12]}"
+        scoped = hashlib.sha256(f"{tenant_id}\n{digest}".encode()).hexdigest()
+        wf_id = f"{name}@{scoped[:12]}"  # per tenant: the same definition, separate ids
         if wf_id in self._known_workflows:
             return wf_id
         await self.driver.execute(
-            "INSERT INTO workflows (id, name, digest, definition, created_at) "
-            "VALUES (:id, :name, :digest, :body, :ts) ON CONFLICT (id) DO NOTHING",
-            {"id": wf_id, "name": name, "digest": digest, "body": body, "ts": time.time()})
+            "INSERT INTO workflows (id, name, digest, definition, created_at, tenant_id) "
+            "VALUES (:id, :name, :digest, :body, :ts, :t) ON CONFLICT (id) DO NOTHING",
+            {"id": wf_id, "name": name, "digest": digest, "body": body, "ts": time.time(),
+             "t": tenant_id})
         self._known_workflows.add(wf_id)
         return wf_id
 
@@ -104,15 +133,19 @@ class SqlStore(BillingSql, Store):
         now = time.time()
         created = await self.driver.execute(
             "INSERT INTO executions (id, workflow_id, workflow_name, definition, inputs, status, "
-            "tenant_id, created_at, updated_at) VALUES (:id, :wf, :name, :defn, :inputs, "
-            ":status, :tenant, :ts, :ts) ON CONFLICT (id) DO NOTHING",
+            "tenant_id, created_at, updated_at, idempotency_key) VALUES (:id, :wf, :name, "
+            ":defn, :inputs, :status, :tenant, :ts, :ts, :key) ON CONFLICT DO NOTHING",
             {"id": rec.id, "wf": rec.workflow_id, "name": rec.workflow_name,
              "defn": _dump(rec.definition), "inputs": _dump(rec.inputs), "status": rec.status,
-             "tenant": rec.tenant_id, "ts": now})
+             "tenant": rec.tenant_id, "ts": now, "key": rec.idempotency_key})
         if created:  # what we wrote is what is stored: save the read
             rec.created_at = rec.updated_at = now
             return rec, True
-        stored = await self.get_execution(rec.id)
+        existing_id = rec.id
+        if rec.idempotency_key is not None:  # the same key returns the same execution
+            existing_id = await self.find_by_idempotency_key(rec.tenant_id,
+                                                             rec.idempotency_key) or rec.id
+        stored = await self.get_execution(existing_id)
         assert stored is not None
         return stored, False
 
@@ -122,8 +155,15 @@ class SqlStore(BillingSql, Store):
         return None if row is None else _execution(row)
 
     async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
-                              limit: int = 50) -> list[ExecutionRecord]:
+                              limit: int = 50, workflow_id: str | None = None,
+                              before: tuple[float, str] | None = None) -> list[ExecutionRecord]:
         where, params = ["1 = 1"], {"limit": limit}
+        if workflow_id is not None:
+            where.append("workflow_id = :wf")
+            params["wf"] = workflow_id
+        if before is not None:  # keyset pagination: strictly after the last row seen
+            where.append("(created_at < :c OR (created_at = :c AND id < :i))")
+            params.update(c=before[0], i=before[1])
         # Filters are added only when given: "(:x IS NULL OR ...)" defeats the indexes and
         # leaves PostgreSQL unable to type the parameter.
         if status is not None:
@@ -139,7 +179,8 @@ class SqlStore(BillingSql, Store):
 
     async def update_execution(self, execution_id: str, *, status: str,
                                expect_status: Sequence[str] | None = None,
-                               events: Sequence[EventRecord] = (), **fields: Any) -> bool:
+                               events: Sequence[EventRecord] = (), epoch: int | None = None,
+                               **fields: Any) -> bool:
         unknown = set(fields) - set(_EXEC_FIELDS)
         if unknown:
             raise TypeError(f"unknown execution fields {sorted(unknown)}")
@@ -156,27 +197,30 @@ class SqlStore(BillingSql, Store):
         stmts: list[Statement] = [(f"UPDATE executions SET {', '.join(sets)} WHERE {where}",
                                    params)]
         stmts += [_event_stmt(e) for e in events]
-        counts = await self.driver.batch(stmts)
+        counts = await _fenced(self.driver, execution_id, epoch, stmts)
         return counts[0] == 1
 
     # -- checkpoints
     async def save_checkpoint(self, cp: CheckpointRecord,
                               handoffs: Sequence[HandoffRecord] = (),
                               events: Sequence[EventRecord] = (),
-                              consensus: ConsensusRecord | None = None) -> bool:
+                              consensus: ConsensusRecord | None = None,
+                              epoch: int | None = None) -> bool:
         stmts: list[Statement] = [(
             "INSERT INTO checkpoints (execution_id, agent_id, agent_index, attempt, output, "
-            "served_by, superseded, started_at, finished_at, created_at) VALUES (:e, :agent, "
-            ":idx, :attempt, :output, :served_by, 0, :started, :finished, :ts)",
+            "served_by, superseded, started_at, finished_at, created_at, lease_epoch) VALUES "
+            "(:e, :agent, :idx, :attempt, :output, :served_by, 0, :started, :finished, :ts, "
+            ":epoch)",
             {"e": cp.execution_id, "agent": cp.agent_id, "idx": cp.agent_index,
              "attempt": cp.attempt, "output": _dump(cp.output), "served_by": cp.served_by,
-             "started": cp.started_at, "finished": cp.finished_at, "ts": time.time()})]
+             "started": cp.started_at, "finished": cp.finished_at, "ts": time.time(),
+             "epoch": epoch or 0})]
         stmts += [_handoff_stmt(h) for h in handoffs]
         stmts += [_event_stmt(e) for e in events]
         if consensus is not None:
             stmts.append(_consensus_stmt(consensus))
         try:
-            await self.driver.batch(stmts)
+            await _fenced(self.driver, cp.execution_id, epoch, stmts)
         except ConflictError:
             return False  # a live checkpoint exists: another run finished this agent first
         return True
@@ -185,7 +229,8 @@ class SqlStore(BillingSql, Store):
                               include_superseded: bool = False) -> list[CheckpointRecord]:
         rows = await self.driver.fetchall(
             "SELECT id, execution_id, agent_id, agent_index, attempt, output, served_by, "
-            "superseded, started_at, finished_at FROM checkpoints WHERE execution_id = :e "
+            "superseded, started_at, finished_at, lease_epoch FROM checkpoints "
+            "WHERE execution_id = :e "
             "AND (:incl = 1 OR superseded = 0) ORDER BY id",
             {"e": execution_id, "incl": int(include_superseded)})
         out = []
@@ -196,19 +241,22 @@ class SqlStore(BillingSql, Store):
         return out
 
     async def supersede_checkpoints(self, execution_id: str, agent_ids: Sequence[str],
-                                    events: Sequence[EventRecord] = ()) -> int:
+                                    events: Sequence[EventRecord] = (),
+                                    epoch: int | None = None) -> int:
         stmts: list[Statement] = [
             ("UPDATE checkpoints SET superseded = 1 WHERE execution_id = :e "
              "AND agent_id = :a AND superseded = 0", {"e": execution_id, "a": a})
             for a in agent_ids]
         stmts += [_event_stmt(e) for e in events]
-        counts = await self.driver.batch(stmts)
+        counts = await _fenced(self.driver, execution_id, epoch, stmts)
         return sum(counts[: len(agent_ids)])
 
     # -- handoffs and events
-    async def add_handoffs(self, records: Sequence[HandoffRecord]) -> None:
+    async def add_handoffs(self, records: Sequence[HandoffRecord],
+                           epoch: int | None = None) -> None:
         if records:
-            await self.driver.batch([_handoff_stmt(h) for h in records])
+            await _fenced(self.driver, records[0].execution_id, epoch,
+                          [_handoff_stmt(h) for h in records])
 
     async def get_handoffs(self, execution_id: str) -> list[dict[str, Any]]:
         rows = await self.driver.fetchall(
@@ -218,9 +266,10 @@ class SqlStore(BillingSql, Store):
             r["to_agents"], r["acks"] = _load(r["to_agents"]), _load(r["acks"])
         return rows
 
-    async def add_events(self, events: Sequence[EventRecord]) -> None:
+    async def add_events(self, events: Sequence[EventRecord], epoch: int | None = None) -> None:
         if events:
-            await self.driver.batch([_event_stmt(e) for e in events])
+            await _fenced(self.driver, events[0].execution_id, epoch,
+                          [_event_stmt(e) for e in events])
 
     async def get_events(self, execution_id: str) -> list[EventRecord]:
         rows = await self.driver.fetchall(
@@ -230,10 +279,10 @@ class SqlStore(BillingSql, Store):
                             r["ts"], r["id"]) for r in rows]
 
     # -- consensus
-    async def save_consensus(self, rec: ConsensusRecord,
-                             events: Sequence[EventRecord] = ()) -> None:
+    async def save_consensus(self, rec: ConsensusRecord, events: Sequence[EventRecord] = (),
+                             epoch: int | None = None) -> None:
         stmts = [_consensus_stmt(rec), *(_event_stmt(e) for e in events)]
-        await self.driver.batch(stmts)
+        await _fenced(self.driver, rec.execution_id, epoch, stmts)
 
     async def get_consensus(self, execution_id: str) -> list[ConsensusRecord]:
         rows = await self.driver.fetchall(

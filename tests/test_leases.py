@@ -1,0 +1,99 @@
+"""Leases and fencing in the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from omium.errors import StaleLeaseError
+from omium.store import CheckpointRecord, EventRecord, ExecutionRecord
+from omium.store.base import Store
+
+
+def _queued(execution_id: str, tenant: str = "local") -> ExecutionRecord:
+    return ExecutionRecord(execution_id, "wf", {"name": "wf", "agents": []}, {}, status="queued",
+                           tenant_id=tenant)
+
+
+def _cp(execution_id: str, agent: str) -> CheckpointRecord:
+    now = time.time()
+    return CheckpointRecord(execution_id, agent, 0, 1, {"by": agent}, now, now)
+
+
+async def test_claims_take_the_oldest_queued_execution_once(store: Store) -> None:
+    for i in range(3):
+        await store.create_execution(_queued(f"q{i}"))
+        await asyncio.sleep(0.002)
+    claims = [await store.claim_execution("w1", 10) for _ in range(4)]
+    assert [c[0].id if c else None for c in claims] == ["q0", "q1", "q2", None]
+    rec, reclaimed = claims[0]  # type: ignore[misc]
+    assert (rec.status, rec.lease_owner, rec.lease_epoch, reclaimed) == ("running", "w1", 1,
+                                                                         False)
+
+
+async def test_concurrent_claimers_never_share_an_execution(store: Store) -> None:
+    for i in range(20):
+        await store.create_execution(_queued(f"c{i}"))
+    got = await asyncio.gather(*(store.claim_execution(f"w{i}", 10) for i in range(30)))
+    ids = [g[0].id for g in got if g]
+    assert sorted(ids) == sorted(f"c{i}" for i in range(20))
+
+
+async def test_expired_lease_is_reclaimed_and_the_old_epoch_is_fenced(store: Store) -> None:
+    await store.create_execution(_queued("x"))
+    first = await store.claim_execution("w1", 0.05)
+    assert first is not None
+    old = first[0].lease_epoch
+    assert await store.save_checkpoint(_cp("x", "a"), epoch=old)
+    assert await store.claim_execution("w2", 10) is None  # lease still valid
+    await asyncio.sleep(0.08)
+    second = await store.claim_execution("w2", 10)
+    assert second is not None and second[1] is True  # reclaimed
+    new = second[0].lease_epoch
+    assert new == old + 1
+    with pytest.raises(StaleLeaseError):
+        await store.save_checkpoint(_cp("x", "b"), epoch=old,
+                                    events=[EventRecord("x", "stale", "b", {}, time.time())])
+    with pytest.raises(StaleLeaseError):
+        await store.update_execution("x", status="completed", epoch=old)
+    assert await store.renew_lease("x", old, 10) == (False, False)
+    # Nothing of the stale writes landed; the new owner writes normally.
+    assert [c.agent_id for c in await store.get_checkpoints("x")] == ["a"]
+    assert [e.type for e in await store.get_events("x")] == []
+    assert await store.save_checkpoint(_cp("x", "b"), epoch=new)
+    assert await store.update_execution("x", status="completed", epoch=new)
+    cps = await store.get_checkpoints("x")
+    assert [(c.agent_id, c.lease_epoch) for c in cps] == [("a", old), ("b", new)]
+
+
+async def test_renew_release_and_cancel(store: Store) -> None:
+    await store.create_execution(_queued("r"))
+    claim = await store.claim_execution("w", 10)
+    assert claim is not None
+    epoch = claim[0].lease_epoch
+    assert await store.renew_lease("r", epoch, 10) == (True, False)
+    assert await store.request_cancel("r", "local") == "cancelling"
+    assert await store.renew_lease("r", epoch, 10) == (True, True)
+    assert await store.request_cancel("r", "other-tenant") is None
+    assert await store.release_lease("r", epoch)
+    rec = await store.get_execution("r")
+    assert rec is not None and (rec.status, rec.lease_owner) == ("queued", None)
+    await store.create_execution(_queued("q"))
+    assert await store.request_cancel("q", "local") == "cancelled"
+    assert await store.claim_execution("w", 10) is not None  # "r", requeued
+    assert await store.claim_execution("w", 10) is None  # "q" was cancelled
+
+
+async def test_cli_runs_without_a_lease_are_never_claimed(store: Store) -> None:
+    await store.create_execution(ExecutionRecord("cli", "wf", {}, {}, status="running"))
+    assert await store.claim_execution("w", 10) is None
+
+
+async def test_workers_heartbeat(store: Store) -> None:
+    await store.worker_heartbeat("w1", "host", 1, 2)
+    await store.worker_heartbeat("w2", "host", 2, 0)
+    assert await store.live_workers(5) == 2
+    await store.worker_stopped("w2")
+    assert await store.live_workers(5) == 1
