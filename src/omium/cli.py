@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from omium._cli_llm import credits_app, llm_app, usage
+from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
 from omium.billing.money import nano_to_dollars
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
@@ -35,6 +36,10 @@ app.add_typer(executions_app, name="executions")
 app.add_typer(llm_app, name="llm")
 app.add_typer(credits_app, name="credits")
 app.command("usage")(usage)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.command("worker")(worker)
+app.command("serve")(serve)
 
 out = Console()
 err = Console(stderr=True)

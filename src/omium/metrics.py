@@ -29,3 +29,12 @@ recovery_success = Counter("omium_recovery_success_total", "Successful recoverie
                            ["strategy"])
 health_check_status = Gauge("omium_health_check_status", "Service health status",
                             ["service"])
+
+# What operators need beyond the plan's names.
+handoff_latency = Histogram("omium_handoff_latency_seconds", "Handoff latency (validation + acks)",
+                            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 1))
+consensus_outcomes = Counter("omium_consensus_outcomes_total", "Votes by outcome", ["outcome"])
+lease_reclaims = Counter("omium_lease_reclaims_total",
+                         "Executions reclaimed from a worker whose lease expired")
+stale_writes_rejected = Counter("omium_stale_writes_rejected_total",
+                                "Writes refused because they carried an old lease epoch")

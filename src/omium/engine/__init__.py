@@ -4,6 +4,7 @@ from omium.engine.executor import MultiAgentExecutor, check_inputs
 from omium.engine.failures import FAILURE_TYPES, Failure
 from omium.engine.plan import Plan, prepare
 from omium.engine.result import ExecutionResult
+from omium.engine.worker import Worker
 
 __all__ = [
     "FAILURE_TYPES",
@@ -11,6 +12,7 @@ __all__ = [
     "Failure",
     "MultiAgentExecutor",
     "Plan",
+    "Worker",
     "check_inputs",
     "prepare",
 ]

@@ -131,20 +131,34 @@ class MultiAgentExecutor:
     async def get(self, execution_id: str) -> ExecutionResult:
         return result_from_record(await self._record(execution_id))
 
-    async def _record(self, execution_id: str) -> ExecutionRecord:
+    async def _record(self, execution_id: str, tenant_id: str | None = None) -> ExecutionRecord:
         rec = await (await self.store()).get_execution(execution_id)
-        if rec is None:
+        # Another tenant's execution does not exist, as far as the caller can tell.
+        if rec is None or (tenant_id is not None and rec.tenant_id != tenant_id):
             raise ExecutionNotFoundError(execution_id)
         return rec
 
-    async def resume(self, execution_id: str) -> ExecutionResult:
+    async def resume(self, execution_id: str, *, tenant_id: str | None = None,
+                     drive: bool = True) -> ExecutionResult:
         """Continue an interrupted or failed execution: checkpointed agents are reused, only
         what had not finished runs. Completed, cancelled and awaiting-review executions are
-        returned as they are."""
+        returned as they are. ``drive=False`` (the service) puts a failed execution back in
+        the queue for a worker instead of running it here."""
         store = await self.store()
-        rec = await self._record(execution_id)
+        rec = await self._record(execution_id, tenant_id)
+        if not drive:
+            if rec.status == FAILED and await store.update_execution(
+                    execution_id, status="queued", expect_status=[FAILED], events=[
+                        EventRecord(execution_id, "resumed", None, {"from_status": FAILED},
+                                    time.time())],
+                    failed_agent=None, failure_type=None, error=None, finished_at=None):
+                rec = await self._record(execution_id)
+            return result_from_record(rec)
         if rec.status not in (RUNNING, FAILED, "queued"):
             return result_from_record(rec)
+        if rec.lease_expires_at is not None and rec.lease_expires_at > time.time():
+            raise ExecutionStateError(f"execution {execution_id} is running on worker "
+                                      f"{rec.lease_owner}")
         plan = prepare(rec.definition)
         events = [EventRecord(execution_id, "resumed", None, {"from_status": rec.status},
                               time.time())]
@@ -160,8 +174,8 @@ class MultiAgentExecutor:
         rec.status = RUNNING
         return await self._run(store, plan, rec).drive()
 
-    async def review(self, execution_id: str, decision: str, *,
-                     reviewer: str | None = None) -> ExecutionResult:
+    async def review(self, execution_id: str, decision: str, *, reviewer: str | None = None,
+                     tenant_id: str | None = None, drive: bool = True) -> ExecutionResult:
         """Decide an execution awaiting review.
 
         A split vote: the decision becomes the vote's result and the run continues (a
@@ -171,7 +185,7 @@ class MultiAgentExecutor:
         if decision not in REVIEW_DECISIONS:
             raise ValueError(f"decision must be one of {REVIEW_DECISIONS}, got {decision!r}")
         store = await self.store()
-        rec = await self._record(execution_id)
+        rec = await self._record(execution_id, tenant_id)
         if rec.status != AWAITING_REVIEW:
             raise ExecutionStateError(f"execution {execution_id} is {rec.status}, "
                                       "not awaiting_review")
@@ -185,7 +199,8 @@ class MultiAgentExecutor:
                     finished_at=time.time()):
                 raise ExecutionStateError(f"execution {execution_id} was reviewed already")
             return result_from_record(await self._record(execution_id))
-        if not await store.update_execution(execution_id, status=RUNNING,
+        # The service hands the rest to a worker (queued); the CLI continues right here.
+        if not await store.update_execution(execution_id, status=RUNNING if drive else "queued",
                                             expect_status=[AWAITING_REVIEW], events=[event],
                                             failed_agent=None, failure_type=None, error=None):
             raise ExecutionStateError(f"execution {execution_id} was reviewed already")
@@ -202,6 +217,8 @@ class MultiAgentExecutor:
                 CheckpointRecord(execution_id, vote.node_id, node.index, 1, output, now, now),
                 events=[EventRecord(execution_id, "recovery_succeeded", vote.node_id,
                                     {"strategy": "manual_review"}, now)])
+        if not drive:
+            return result_from_record(await self._record(execution_id))
         rec.status = RUNNING
         return await self._run(store, plan, rec).drive()
 

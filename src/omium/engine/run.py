@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from omium import metrics
 from omium.billing.money import nano_to_dollars
 from omium.coordination.consensus import ConsensusResult, decide
-from omium.coordination.handoff import HandoffProtocol, HandoffRecord
+from omium.coordination.handoff import HandoffProtocol, HandoffRecord, HandoffResult
 from omium.engine.attempts import Sleep, Success, run_with_retries
 from omium.engine.failures import Failure
 from omium.engine.plan import Node, Plan
@@ -45,9 +46,12 @@ class Run:
 
     def __init__(self, store: Store, plan: Plan, rec: ExecutionRecord, *,
                  on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep,
-                 llm: LLMRouter | None = None) -> None:
+                 llm: LLMRouter | None = None, epoch: int | None = None) -> None:
         self.store, self.plan, self.rec = store, plan, rec
         self.llm = llm
+        # Under a worker's lease every write carries its epoch: once another worker has
+        # reclaimed the execution, this run's writes raise StaleLeaseError and land nowhere.
+        self.epoch = epoch
         self.on_event = on_event
         self.sleep = sleep
         self.done: dict[str, Any] = {}
@@ -56,7 +60,7 @@ class Run:
         self.votes: dict[str, dict[str, Any]] = {}
         self.rollbacks: dict[str, int] = {}
         receivers = {n.id: n.agent for n in plan.nodes.values() if n.agent is not None}
-        self.handoff = HandoffProtocol(store, timeout_s=plan.workflow.handoff.timeout_s,
+        self.handoff = HandoffProtocol(None, timeout_s=plan.workflow.handoff.timeout_s,
                                        receivers=receivers)
 
     # -- reporting
@@ -68,8 +72,10 @@ class Run:
         return EventRecord(self.rec.id, kind, agent_id, data, time.time())
 
     async def _failed_attempt(self, agent_id: str, attempt: int, kind: str, error: str) -> None:
+        metrics.failures_detected.labels(kind).inc()
         await self.store.add_events([self._event("failure_detected", agent_id, attempt=attempt,
-                                                 failure_type=kind, error=error)])
+                                                 failure_type=kind, error=error)],
+                                    epoch=self.epoch)
         self._emit("agent_failed_attempt", agent_id, attempt=attempt, failure_type=kind,
                    error=error)
 
@@ -86,6 +92,9 @@ class Run:
                            duration_s=cp.finished_at - cp.started_at, served_by=cp.served_by)
         pending = [n for n in self.plan.nodes if n not in self.done]
         running: dict[asyncio.Task[Any], str] = {}
+        started = time.perf_counter()
+        active = metrics.active_executions.labels(self.framework)
+        active.inc()
         stop: Failure | None = None
         pause: Failure | VotePause | None = None
         try:
@@ -113,9 +122,18 @@ class Run:
                     else:
                         self.done[node_id] = outcome
         finally:
+            active.dec()
             for task in running:  # only on cancellation: do not leave agents running
                 task.cancel()
-        return await self._finish(stop, pause)
+        result = await self._finish(stop, pause)
+        metrics.execution_duration.labels(self.framework, result.status).observe(
+            time.perf_counter() - started)
+        return result
+
+    @property
+    def framework(self) -> str:
+        kinds = {a.framework for a in self.plan.workflow.agents if a.framework != "consensus"}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
 
     def _ready(self, node: Node) -> bool:
         # A vote counts a failed voter as an abstention; any other node needs all inputs.
@@ -135,17 +153,18 @@ class Run:
                 redo = [d for d in node.deps if d in self.done]
                 await self.store.supersede_checkpoints(self.rec.id, redo, [self._event(
                     "rollback", node_id, upstream=redo, failure_type=failure.failure_type,
-                    rollback=used + 1)])
+                    rollback=used + 1)], epoch=self.epoch)
                 for dep in redo:
                     del self.done[dep]
                 pending.extend([*redo, node_id])
                 self._emit("agent_rollback", node_id, upstream=redo)
                 return "continue"
             await self.store.add_events([self._event("recovery_failed", node_id,
-                                                     strategy="rollback")])
+                                                     strategy="rollback")], epoch=self.epoch)
         if failure.strategy == "manual_review":
             await self.store.add_events([self._event("paused_for_review", node_id,
-                                                     failure_type=failure.failure_type)])
+                                                     failure_type=failure.failure_type)],
+                                        epoch=self.epoch)
             return "pause"
         return "stop" if self.plan.is_fatal(node_id) else "continue"
 
@@ -168,13 +187,17 @@ class Run:
                 result = await self.handoff.initiate_handoff(
                     self.rec.id, source, [node.id], data, spec.input_schema, persist=False)
             except HandoffValidationError as err:
+                failed = HandoffProtocol.record(self.rec.id, source, [node.id], HandoffResult(
+                    "failed", reason="validation_error", error=str(err)))
+                await self.store.add_handoffs([failed], epoch=self.epoch)
                 return Failure(node.id, "validation_error", str(err), 0, spec.strategy)
             record = HandoffProtocol.record(self.rec.id, source, [node.id], result)
             if not result.ok:
-                await self.store.add_handoffs([record])
+                await self.store.add_handoffs([record], epoch=self.epoch)
                 return Failure(node.id, "no_consensus", result.error or "handoff refused", 0,
                                spec.strategy)
             self._emit("handoff", node.id, source=source, latency_ms=result.latency_ms)
+            metrics.handoff_latency.observe(result.latency_ms / 1000)
             handoffs.append(record)
             data = result.delivered[node.id]
         # A handoff that failed validation is not retried: the same data would fail again.
@@ -192,7 +215,8 @@ class Run:
             outcome = await self._fallback(node, spec.fallback, data)
             if isinstance(outcome, Failure):
                 await self.store.add_events([self._event("recovery_failed", node.id,
-                                                         strategy="fallback")])
+                                                         strategy="fallback")],
+                                            epoch=self.epoch)
                 return outcome
             served_by = spec.fallback
             events.append(self._event("recovery_succeeded", node.id, strategy="fallback",
@@ -224,9 +248,12 @@ class Run:
                           events: list[EventRecord], served_by: str | None) -> Any:
         cp = CheckpointRecord(self.rec.id, node.id, node.index, ok.attempt, ok.output,
                               ok.started_at, ok.finished_at, served_by)
-        if not await self.store.save_checkpoint(cp, handoffs, events):
+        if not await self.store.save_checkpoint(cp, handoffs, events, epoch=self.epoch):
             # Someone else (a concurrent resume) checkpointed this agent first: theirs wins.
             return await self._existing_output(node.id)
+        for ev in events:
+            if ev.type == "recovery_succeeded":
+                metrics.recovery_success.labels(ev.data["strategy"]).inc()
         self._emit("agent_finished", node.id, attempts=ok.attempt, served_by=served_by,
                    duration_s=ok.finished_at - ok.started_at)
         return ok.output
@@ -244,17 +271,18 @@ class Run:
                    if d in node.deps}
         result = decide(outputs, abstain, node.consensus)
         self._emit("consensus", node.id, **result.to_dict())
+        metrics.consensus_outcomes.labels(result.outcome).inc()
         rec = ConsensusRecord(self.rec.id, node.id, result.to_dict(), result.outcome,
                               result.decision, result.agreement_level, time.time())
         if result.outcome == "approved":
             now = time.time()
             cp = CheckpointRecord(self.rec.id, node.id, node.index, 1, result.to_dict(), now,
                                   now)
-            if not await self.store.save_checkpoint(cp, consensus=rec):
+            if not await self.store.save_checkpoint(cp, consensus=rec, epoch=self.epoch):
                 return await self._existing_output(node.id)
             self.votes[node.id] = result.to_dict()
             return result.to_dict()
-        await self.store.save_consensus(rec)
+        await self.store.save_consensus(rec, epoch=self.epoch)
         self.votes[node.id] = result.to_dict()
         if result.outcome == "manual_review":
             return VotePause(result)
@@ -295,13 +323,16 @@ class Run:
         else:
             status = COMPLETED
         finished = time.time() if status in (COMPLETED, FAILED) else None
-        await self.store.update_execution(self.rec.id, status=status,
+        if self.epoch is not None:  # done with the lease: nothing left for a worker to claim
+            fields.update(lease_owner=None, lease_expires_at=None)
+        await self.store.update_execution(self.rec.id, status=status, epoch=self.epoch,
                                           decision=summary["decision"], result=summary,
                                           finished_at=finished, **fields)
         self._emit("execution_finished", None, status=status)
         return ExecutionResult(self.rec.id, status, summary["results"], summary["consensus"],
                                summary["decision"], summary["output"], reused=self.reused,
-                               usage=await self._usage(), **fields)
+                               usage=await self._usage(), failed_agent=fields["failed_agent"],
+                               failure_type=fields["failure_type"], error=fields["error"])
 
     async def _usage(self) -> dict[str, Any] | None:
         if self.llm is None:
