@@ -55,7 +55,7 @@ def side_effect(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
     $OMIUM_TEST_STEP_S seconds, so a test can kill the process mid-workflow."""
     with open(os.environ["OMIUM_TEST_EFFECTS"], "a") as f:
         f.write(json.dumps([ctx.execution_id, ctx.agent_id, ctx.attempt,
-                            ctx.idempotency_key]) + "\n")
+                            ctx.idempotency_key, os.getpid()]) + "\n")
         f.flush()
         os.fsync(f.fileno())
     time.sleep(float(os.environ.get("OMIUM_TEST_STEP_S", "0")))

@@ -1,0 +1,80 @@
+"""The FastAPI application: ``create_app(settings)``; ``uvicorn --factory omium.api:create_app``.
+
+The lifespan opens one store per process (kept on ``app.state.store``) and closes it at
+shutdown. ``app.state.on_startup_extra`` is a list of ``async def hook(app)`` run after the
+store is open (e.g. to start in-process workers); each may return an async ``stop()`` that is
+awaited at shutdown, in reverse order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from omium.api import errors
+from omium.api.auth import Authenticator
+from omium.api.limits import BodyLimitMiddleware
+from omium.api.plans import PlanCache
+from omium.api.routes import actions, events, executions, health, tenants, workflows
+from omium.api.settings import Settings
+from omium.store import open_store
+
+Stop = Callable[[], Awaitable[None]]
+StartupHook = Callable[[FastAPI], Awaitable[Stop | None]]
+API_PREFIX = "/api/v1"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    store = open_store(settings.database_url)
+    await store.connect()
+    app.state.store = store
+    stops: list[Stop] = []
+    try:
+        for hook in list(app.state.on_startup_extra):
+            stop = await hook(app)
+            if stop is not None:
+                stops.append(stop)
+        yield
+    finally:
+        try:
+            for stop in reversed(stops):
+                await stop()
+        finally:
+            await store.close()
+
+
+async def start_workers(app: FastAPI) -> Stop:
+    """In-process workers: claim and run executions beside the API in this process."""
+    import asyncio
+
+    from omium.engine.worker import Worker
+
+    stop = asyncio.Event()
+    worker = Worker(app.state.store, concurrency=app.state.settings.worker_concurrency)
+    task = asyncio.ensure_future(worker.run(stop))
+
+    async def shutdown() -> None:  # graceful: finish or release current work
+        stop.set()
+        await task
+
+    return shutdown
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    app = FastAPI(title="Omium", version="1", lifespan=lifespan,
+                  summary="Durable multi-agent workflows: submit, watch, review.")
+    app.state.settings = settings
+    app.state.auth = Authenticator(settings.admin_key, ttl_s=settings.auth_cache_s)
+    app.state.plans = PlanCache()
+    app.state.on_startup_extra = [start_workers] if settings.worker_concurrency > 0 else []
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    for module in (workflows, executions, actions, events, tenants):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    return app

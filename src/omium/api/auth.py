@@ -1,0 +1,145 @@
+"""API keys: ``Authorization: Bearer <key>``; only the key's sha256 is stored.
+
+A verified key is cached in each process for ``Settings.auth_cache_s`` (30 s by default) so
+authentication costs no database read per request. **Revocation therefore takes effect after
+up to that long** in every process that has recently seen the key (at once in a process that
+calls ``Authenticator.forget``). Unknown or revoked keys are never cached: each costs a read.
+
+Admin: an ``api_keys`` row with ``admin = 1``, or the ``OMIUM_ADMIN_KEY`` value itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from omium.errors import OmiumError
+from omium.store.base import Store
+
+TENANT_ID_PATTERN = re.compile(r"[a-z0-9_-]+")
+PREFIX_LEN = 10  # the part of a key kept in clear, to recognise it in listings
+
+
+class TenantExistsError(OmiumError):
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(f"tenant {tenant_id!r} exists already")
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str | None  # None: an admin key bound to no tenant
+    admin: bool
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key(prefix: str = "om_") -> tuple[str, str, str]:
+    """A new key: (the key, shown once; its sha256 hex, stored; its clear prefix)."""
+    key = prefix + secrets.token_urlsafe(32)
+    return key, hash_key(key), key[:PREFIX_LEN]
+
+
+def tenant_slug(name: str) -> str:
+    """The tenant id for a name: the name itself if it is already ``[a-z0-9_-]+``."""
+    if TENANT_ID_PATTERN.fullmatch(name) and len(name) <= 64:
+        return name
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9_-]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
+    if not slug:
+        raise ValueError(f"cannot make a tenant id from {name!r}: use letters or digits")
+    return slug
+
+
+async def create_tenant_with_key(store: Store, name: str, *,
+                                 limited: bool = True) -> tuple[str, str]:
+    """Create a tenant and its first API key: (tenant id, key). Refuses an existing id."""
+    tenant_id = tenant_slug(name)
+    if not await store.create_tenant(tenant_id, name, limited=limited):
+        raise TenantExistsError(tenant_id)
+    return tenant_id, await add_key(store, tenant_id)
+
+
+async def add_key(store: Store, tenant_id: str | None, *, admin: bool = False) -> str:
+    key, key_hash, prefix = generate_key()
+    await store.create_api_key(key_hash, prefix, tenant_id, admin=admin)
+    return key
+
+
+class Authenticator:
+    """Resolves keys to principals, with a bounded in-memory cache of verified keys."""
+
+    def __init__(self, admin_key: str | None = None, *, ttl_s: float = 30.0,
+                 max_entries: int = 10_000) -> None:
+        self._admin_key = admin_key.encode() if admin_key else None
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        # key hash -> (expiry, principal); insertion order is expiry order (constant TTL).
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def principal(self, store: Store, key: str) -> Principal | None:
+        if self._admin_key is not None and hmac.compare_digest(key.encode(), self._admin_key):
+            return Principal(None, True)
+        key_hash = hash_key(key)
+        hit = self._cache.get(key_hash)
+        now = time.monotonic()
+        if hit is not None:
+            if hit[0] > now:
+                return hit[1]
+            del self._cache[key_hash]
+        rec = await store.find_api_key(key_hash)
+        if rec is None or rec.revoked_at is not None:
+            return None
+        found = Principal(rec.tenant_id, rec.admin)
+        while len(self._cache) >= self.max_entries:  # drop the soonest to expire
+            del self._cache[next(iter(self._cache))]
+        self._cache[key_hash] = (now + self.ttl_s, found)
+        return found
+
+    def forget(self, key_hash: str) -> None:
+        """Drop a cached key (after revoking it) so this process refuses it at once."""
+        self._cache.pop(key_hash, None)
+
+
+_bearer = HTTPBearer(auto_error=False, description="an Omium API key")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+async def principal(request: Request,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                    ) -> Principal:
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>",
+                            headers=_CHALLENGE)
+    state = request.app.state
+    found = await state.auth.principal(state.store, creds.credentials)
+    if found is None:
+        raise HTTPException(401, "invalid or revoked API key", headers=_CHALLENGE)
+    return found
+
+
+async def tenant_id(who: Annotated[Principal, Depends(principal)]) -> str:
+    if who.tenant_id is None:
+        raise HTTPException(403, "this admin key belongs to no tenant: use a tenant's key")
+    return who.tenant_id
+
+
+async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if not who.admin:
+        raise HTTPException(403, "an admin key is required")
+    return who
+
+
+TenantId = Annotated[str, Depends(tenant_id)]
+Admin = Annotated[Principal, Depends(admin)]

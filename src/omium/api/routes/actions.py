@@ -1,0 +1,56 @@
+"""Changing an execution: cancel, resume, review. Workers do the running; these record the
+request (and requeue) and return at once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response
+
+from omium.api.auth import TenantId
+from omium.api.deps import StoreDep
+from omium.api.schemas import ReviewRequest, StatusOut
+from omium.engine.executor import MultiAgentExecutor
+
+router = APIRouter(tags=["executions"])
+_STATUS = {"model": StatusOut}
+
+
+@router.post("/executions/{execution_id}/cancel", status_code=202, response_model=StatusOut,
+             responses={200: _STATUS, 404: {}, 409: {}})
+async def cancel(execution_id: str, tenant: TenantId, store: StoreDep,
+                 response: Response) -> StatusOut:
+    """A queued, failed or awaiting-review execution is cancelled at once (200); a running one
+    is flagged ("cancelling", 202) and its worker stops it at its next lease renewal."""
+    rec = await store.get_execution(execution_id)
+    if rec is None or rec.tenant_id != tenant:
+        raise HTTPException(404, f"no execution with id {execution_id!r}")
+    if rec.status in ("completed", "cancelled"):
+        raise HTTPException(409, f"execution {execution_id} is {rec.status} already")
+    after = await store.request_cancel(execution_id, tenant)
+    if after is None:
+        raise HTTPException(404, f"no execution with id {execution_id!r}")
+    if after not in ("cancelled", "cancelling"):  # it finished meanwhile
+        raise HTTPException(409, f"execution {execution_id} is {after} already")
+    if after == "cancelled":
+        response.status_code = 200
+    return StatusOut(execution_id=execution_id, status=after)
+
+
+@router.post("/executions/{execution_id}/resume", status_code=202, response_model=StatusOut,
+             responses={404: {}, 409: {}})
+async def resume(execution_id: str, tenant: TenantId, store: StoreDep) -> StatusOut:
+    """A failed execution goes back to the queue (checkpointed agents are reused); others are
+    returned as they are."""
+    result = await MultiAgentExecutor(store, tenant_id=tenant).resume(
+        execution_id, tenant_id=tenant, drive=False)
+    return StatusOut(execution_id=execution_id, status=result.status)
+
+
+@router.post("/executions/{execution_id}/review", status_code=202, response_model=StatusOut,
+             responses={404: {}, 409: {}})
+async def review(execution_id: str, body: ReviewRequest, tenant: TenantId,
+                 store: StoreDep) -> StatusOut:
+    """Decide an execution awaiting review: the run is requeued (or, rejecting a paused
+    failure, fails). 409 unless it is awaiting review."""
+    result = await MultiAgentExecutor(store, tenant_id=tenant).review(
+        execution_id, body.decision, reviewer=body.reviewer, tenant_id=tenant, drive=False)
+    return StatusOut(execution_id=execution_id, status=result.status)

@@ -1,0 +1,91 @@
+"""Submitting, reading and listing a tenant's executions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from omium import metrics
+from omium.api import detail as shape
+from omium.api.auth import TenantId
+from omium.api.cursor import decode_cursor, encode_cursor
+from omium.api.deps import PlansDep, StoreDep
+from omium.api.schemas import (
+    ExecutionDetail,
+    ExecutionPage,
+    StatusOut,
+    SubmitRequest,
+)
+from omium.engine.executor import check_inputs
+from omium.store import STATUSES
+from omium.store.records import QUEUED, ExecutionRecord
+
+router = APIRouter(tags=["executions"])
+
+
+def new_execution_id() -> str:
+    return "ex_" + uuid.uuid4().hex
+
+
+def _body_error(msg: str, *loc: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", *loc], "msg": msg,
+                                       "type": "value_error"}])
+
+
+@router.post("/executions", status_code=202, response_model=StatusOut,
+             responses={200: {"model": StatusOut,
+                              "description": "the idempotency key was used: that execution"}})
+async def submit(body: SubmitRequest, tenant: TenantId, store: StoreDep, plans: PlansDep,
+                 response: Response) -> StatusOut:
+    """Queue an execution for a worker. Validation happens here: an invalid workflow or
+    inputs is a 422 naming each field, and nothing is written."""
+    if (body.workflow_id is None) == (body.workflow is None):
+        raise _body_error("give exactly one of workflow_id or workflow")
+    if body.workflow is not None:
+        wf = await plans.register(store, tenant, body.workflow)
+    else:
+        assert body.workflow_id is not None
+        found = await plans.load(store, tenant, body.workflow_id)
+        if found is None:
+            raise HTTPException(404, f"no workflow with id {body.workflow_id!r}")
+        wf = found
+    inputs = body.inputs if body.inputs is not None else wf.default_inputs
+    check_inputs(wf.plan, inputs)
+    rec, created = await store.create_execution(ExecutionRecord(
+        new_execution_id(), wf.name, wf.definition, inputs, status=QUEUED, tenant_id=tenant,
+        workflow_id=wf.workflow_id, idempotency_key=body.idempotency_key))
+    if created:
+        metrics.executions_started.labels(wf.framework, tenant).inc()
+    else:
+        response.status_code = 200
+    return StatusOut(execution_id=rec.id, status=rec.status)
+
+
+@router.get("/executions", response_model=ExecutionPage)
+async def list_executions(tenant: TenantId, store: StoreDep, status: str | None = None,
+                          workflow_id: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                          cursor: str | None = None) -> dict[str, Any]:
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    if status is not None and status not in STATUSES:
+        raise HTTPException(422, detail=[{"loc": ["query", "status"], "type": "enum",
+                                          "msg": f"must be one of {', '.join(STATUSES)}"}])
+    rows = await store.list_executions(status=status, tenant_id=tenant, limit=limit + 1,
+                                       workflow_id=workflow_id, before=decode_cursor(cursor))
+    rows, more = rows[:limit], len(rows) > limit  # one extra row: is there a next page?
+    last = rows[-1] if more else None
+    return {"items": [shape.record_summary(r) for r in rows],
+            "next_cursor": encode_cursor(last.created_at, last.id) if last else None}
+
+
+@router.get("/executions/{execution_id}", response_model=ExecutionDetail)
+async def get_execution(execution_id: str, tenant: TenantId, store: StoreDep
+                        ) -> dict[str, Any]:
+    """Status, decision, result, failure, steps, checkpoints, handoffs, votes, events,
+    LLM usage and lease, read in one round trip."""
+    found = await store.execution_detail(execution_id, tenant)
+    if found is None:
+        raise HTTPException(404, f"no execution with id {execution_id!r}")
+    return shape.execution_detail(found)

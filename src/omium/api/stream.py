@@ -1,0 +1,101 @@
+"""Server-sent events for one execution, derived by polling ``Store.execution_detail``.
+
+Each poll emits only what is new since the last one: ``status`` (a change), ``handoff``,
+``checkpoint`` (an agent finished), ``vote``, ``event`` (rows of the events table: failures,
+recoveries, reviews...), ``agent_started`` (derived: an agent whose dependencies are all
+checkpointed but which has none itself, while the execution runs), and finally ``finished``
+once the execution is completed, failed, cancelled or awaiting review; then the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from omium.api import detail as shape
+from omium.store.base import Store
+
+FINAL = ("completed", "failed", "cancelled", "awaiting_review")
+KEEPALIVE_S = 15.0
+Message = tuple[str, dict[str, Any]]
+
+
+def sse(kind: str, data: dict[str, Any]) -> str:
+    # json.dumps escapes newlines inside strings, so the data is always one line.
+    return f"event: {kind}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
+
+
+class EventDiff:
+    """What changed between successive snapshots of one execution."""
+
+    def __init__(self, deps: dict[str, list[str]] | None) -> None:
+        self.deps = deps  # agent node -> its dependencies; None: agent_started is not derived
+        self.status: str | None = None
+        self.seen = {"checkpoints": 0, "handoffs": 0, "consensus": 0, "events": 0}
+        self.started: set[str] = set()
+        self.finished = False
+
+    def _new(self, snapshot: dict[str, list[dict[str, Any]]], table: str
+             ) -> list[dict[str, Any]]:
+        rows = snapshot[table][self.seen[table]:]  # every table is append-only
+        self.seen[table] += len(rows)
+        return rows
+
+    def step(self, snapshot: dict[str, list[dict[str, Any]]]) -> list[Message]:
+        row = snapshot["execution"][0]
+        out: list[Message] = []
+        # What happened first, then the status it led to, then what runs now.
+        out += [("handoff", h) for h in shape.handoffs(self._new(snapshot, "handoffs"))]
+        for cp in shape.checkpoints(self._new(snapshot, "checkpoints")):
+            self.started.discard(cp["agent_id"])
+            out.append(("checkpoint", cp))
+        out += [("vote", v) for v in shape.votes(self._new(snapshot, "consensus"))]
+        out += [("event", e) for e in shape.events(self._new(snapshot, "events"))]
+        if row["status"] != self.status:
+            self.status = row["status"]
+            out.append(("status", {"status": self.status}))
+        if self.status == "running" and self.deps is not None:
+            live = {c["agent_id"] for c in snapshot["checkpoints"] if not c["superseded"]}
+            for node, deps in self.deps.items():
+                if node not in live and node not in self.started and all(
+                        d in live for d in deps):
+                    self.started.add(node)
+                    out.append(("agent_started", {"agent_id": node}))
+        if self.status in FINAL:
+            self.finished = True
+            out.append(("finished", {
+                "status": self.status, "decision": shape.decode(row["decision"]),
+                "failed_agent": row["failed_agent"], "failure_type": row["failure_type"],
+                "error": row["error"]}))
+        return out
+
+
+async def execution_events(store: Store, execution_id: str, tenant_id: str,
+                           first: dict[str, list[dict[str, Any]]],
+                           deps: dict[str, list[str]] | None, *, poll_s: float,
+                           max_s: float) -> AsyncIterator[str]:
+    diff = EventDiff(deps)
+    snapshot: dict[str, list[dict[str, Any]]] | None = first
+    deadline = time.monotonic() + max_s
+    quiet_since = time.monotonic()
+    while True:
+        if snapshot is None:  # deleted meanwhile
+            yield sse("finished", {"status": None, "error": "execution not found"})
+            return
+        for kind, data in diff.step(snapshot):
+            quiet_since = time.monotonic()
+            yield sse(kind, data)
+        if diff.finished:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            yield sse("timeout", {"status": diff.status, "after_s": max_s})
+            return
+        if now - quiet_since >= KEEPALIVE_S:  # a comment keeps proxies from timing out
+            quiet_since = now
+            yield ": keepalive\n\n"
+        await asyncio.sleep(poll_s)
+        snapshot = await store.execution_detail(execution_id, tenant_id)
