@@ -95,12 +95,16 @@ async def test_300_executions_survive_a_killed_worker(database_url: str, tmp_pat
             ids = []
             for chunk in range(0, N, 50):
                 ids += await asyncio.gather(*(submit(i) for i in range(chunk, chunk + 50)))
-            # Kill one worker once work is flowing through all of them.
-            for _ in range(600):
-                if len(_effects(effects)) > N:
-                    break
-                await asyncio.sleep(0.05)
+            # Kill one worker while it holds leases, once work flows through all of them.
             victim = workers[0]
+            async with open_store(database_url) as store:
+                for _ in range(600):
+                    held = await store.driver.fetchall(  # type: ignore[attr-defined]
+                        "SELECT id FROM executions WHERE status = 'running' "
+                        "AND lease_owner LIKE :w", {"w": f"%-{victim.pid}-%"})
+                    if held and len(_effects(effects)) > N:
+                        break
+                    await asyncio.sleep(0.02)
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             deadline = time.monotonic() + 120
