@@ -54,7 +54,7 @@ from jsonschema import Draft202012Validator  # noqa: E402
 from bench._agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
 from omium.agents.python import PythonAgent  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
-from omium.coordination.schemas import compiled  # noqa: E402
+from omium.schemas import compiled  # noqa: E402
 from omium.store import open_store  # noqa: E402
 from omium.workflow.model import AgentSpec  # noqa: E402
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from omium.coordination import schemas
-from omium.coordination.schemas import first_error
+from omium import schemas
+from omium.schemas import first_error
 
 CASES: list[tuple[dict[str, Any], list[Any]]] = [
     ({"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}},

@@ -17,8 +17,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, SchemaError
 
 from omium.agents.base import Agent, AgentContext
-from omium.coordination.schemas import first_error
 from omium.errors import AgentError, FieldProblem, OutputValidationError
+from omium.schemas import first_error
 from omium.workflow.model import AgentSpec
 
 _SLOT = re.compile(r"\{\{\s*([A-Za-z_][\w.]*|inputs)\s*\}\}")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from omium.agents.base import ACCEPT, Ack, Agent, AgentContext
-from omium.coordination.schemas import first_error
 from omium.errors import HandoffValidationError
+from omium.schemas import first_error
 
 if TYPE_CHECKING:
     from omium.store.base import Store

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from omium.agents.base import Agent, AgentContext
-from omium.coordination.schemas import first_error
 from omium.engine.failures import Failure, classify, describe
 from omium.errors import OutputValidationError
+from omium.schemas import first_error
 from omium.workflow.model import AgentSpec
 
 Sleep = Callable[[float], Awaitable[None]]

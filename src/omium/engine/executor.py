@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from omium.billing.ledger import Ledger
-from omium.coordination.schemas import first_error
 from omium.engine.attempts import Sleep
 from omium.engine.plan import Plan, prepare
 from omium.engine.result import ExecutionResult
@@ -21,6 +20,7 @@ from omium.errors import (
 )
 from omium.llm.config import load_config
 from omium.llm.router import LLMRouter
+from omium.schemas import first_error
 from omium.store import open_store
 from omium.store.base import Store
 from omium.store.records import (
