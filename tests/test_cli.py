@@ -80,3 +80,18 @@ def test_failed_run_exits_1_and_names_the_agent(tmp_path: Path) -> None:
     assert (code, result["status"], result["failed_agent"]) == (1, "failed", "a")
     code, out = omium("validate", wf)
     assert code == 0 and "valid" in out
+
+
+def test_tenants_and_keys() -> None:
+    code, out = omium("tenants", "create", "Acme Corp", "--json")
+    created = json.loads(out)
+    assert code == 0 and created["api_key"].startswith("om_")
+    tenant = created["tenant_id"]
+    code, out = omium("keys", "create", tenant, "--json")
+    assert code == 0 and json.loads(out)["api_key"] != created["api_key"]
+    code, out = omium("keys", "create", "nobody")
+    assert code == 2 and "no tenant 'nobody'" in out
+    code, out = omium("keys", "create")
+    assert code == 2 and "--admin" in out
+    code, out = omium("keys", "create", "--admin", "--json")
+    assert code == 0 and json.loads(out)["admin"] is True
