@@ -11,12 +11,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
 from omium.billing.ledger import Ledger
 from omium.billing.money import nano_to_credits, nano_to_dollars
-from omium.errors import OmiumError
 from omium.llm.backend import Backend
 from omium.llm.config import LLMConfig, load_config
 from omium.llm.pricing import PriceTable
@@ -24,26 +23,8 @@ from omium.store import open_store
 
 llm_app = typer.Typer(help="Local inference server and backend status.", no_args_is_help=True)
 credits_app = typer.Typer(help="Tenant balances (1 credit = $0.01).", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-
-DbOption = Annotated[str | None, typer.Option("--db", envvar="OMIUM_DATABASE_URL",
-                                              help="Database URL (default sqlite:///omium.db)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 ConfigOption = Annotated[str | None, typer.Option("--config", envvar="OMIUM_LLM_CONFIG",
                                                   help="LLM backends file (omium-llm.yaml).")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except (OmiumError, ValueError) as e:
-        raise _fail(str(e)) from None
 
 
 @llm_app.command("serve")
@@ -62,12 +43,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     try:
         plan = plan_local_server(host=host, port=port, model=model)
     except LocalServerUnavailable as e:
-        raise _fail(str(e), 1) from None
+        fail(str(e), 1)
     err.print(f"starting {plan.engine}: {' '.join(plan.argv)}", highlight=False)
     try:
         proc = start_local_server(plan)
     except LocalServerUnavailable as e:
-        raise _fail(str(e), 1) from None
+        fail(str(e), 1)
     out.print(f"serving {plan.model} at {plan.base_url} (server log: "
               f"{default_log_path(plan)})\n"
               "configure it with:\n"
@@ -125,7 +106,7 @@ def status(config: ConfigOption = None, db: DbOption = None,
                                                      "default today (UTC).")] = None,
            as_json: JsonOption = False) -> None:
     """Each backend (reachability, latency, failures) and the plan's figures over a window."""
-    cfg = _run(_load(config))
+    cfg = run_async(_load(config))
     day = since or time.strftime("%Y-%m-%d", time.gmtime())
     _check_day(day)
 
@@ -136,7 +117,7 @@ def status(config: ConfigOption = None, db: DbOption = None,
             return (probes, await store.usage_summary(since_day=day),
                     await store.llm_failures(since=since_ts))
 
-    probes, rows, failures = _run(go())
+    probes, rows, failures = run_async(go())
     all_failed = sum(f["n"] for f in failures if f["backend"] == "*")
     figures = plan_figures(rows, all_failed, cfg.prices)
     per_backend: dict[str, int] = {}
@@ -176,7 +157,7 @@ def _check_day(day: str) -> None:
     try:
         date.fromisoformat(day)
     except ValueError:
-        raise _fail(f"--since: {day!r} is not a date (YYYY-MM-DD)") from None
+        fail(f"--since: {day!r} is not a date (YYYY-MM-DD)")
 
 
 @credits_app.command("add")
@@ -188,7 +169,7 @@ def credits_add(tenant: str, amount: str, db: DbOption = None,
         async with open_store(db) as store:
             return await Ledger(store).add_credits(tenant, amount)
 
-    balance = _run(go())
+    balance = run_async(go())
     if as_json:
         print(json.dumps({"tenant_id": tenant, "balance_credits": str(balance)}))
     else:
@@ -203,7 +184,7 @@ def credits_balance(tenant: str, db: DbOption = None, as_json: JsonOption = Fals
         async with open_store(db) as store:
             return await Ledger(store).balance(tenant)
 
-    balance = _run(go())
+    balance = run_async(go())
     if as_json:
         print(json.dumps({"tenant_id": tenant, "balance_credits": str(balance)}))
     else:
@@ -221,7 +202,7 @@ def usage(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] 
         async with open_store(db) as store:
             return await store.usage_summary(tenant_id=tenant, since_day=since)
 
-    rows = _run(go())
+    rows = run_async(go())
     for r in rows:
         r["cost_usd"] = str(nano_to_dollars(int(r["cost_nano"])))
         r["credits"] = str(nano_to_credits(int(r["cost_nano"])))

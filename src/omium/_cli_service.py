@@ -10,31 +10,16 @@ import os
 import signal
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from omium.errors import OmiumError
+from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
 from omium.store import database_url, open_store
 
 tenants_app = typer.Typer(help="Tenants of the service (each with API keys).",
                           no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-
-DbOption = Annotated[str | None, typer.Option("--db", envvar="OMIUM_DATABASE_URL",
-                                              help="Database URL (default sqlite:///omium.db)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except (OmiumError, ValueError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def worker(db: DbOption = None,
@@ -63,7 +48,7 @@ def worker(db: DbOption = None,
             await w.run(stop)
             return w.completed
 
-    done = _run(go())
+    done = run_async(go())
     err.print(f"worker stopped after {done} execution(s)")
 
 
@@ -106,7 +91,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     if processes > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Several processes serve /metrics: prometheus-client aggregates their files here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="omium-prom-")
-    key = _run(_local_key(url))
+    key = run_async(_local_key(url))
     err.print(f"omium API on http://{host}:{port} ({processes} process(es), "
               f"{'no workers' if no_workers else f'{worker_concurrency} worker slots each'})\n"
               f"tenant 'local' key: {key}   (curl -H 'Authorization: Bearer {key}' ...)",
@@ -124,7 +109,7 @@ def tenants_create(name: str, db: DbOption = None, as_json: JsonOption = False) 
         async with open_store(db) as store:
             return await create_tenant_with_key(store, name)
 
-    tenant_id, key = _run(go())
+    tenant_id, key = run_async(go())
     if as_json:
         print(json.dumps({"tenant_id": tenant_id, "api_key": key}))
     else:
@@ -140,8 +125,7 @@ def keys_create(tenant: Annotated[str | None, typer.Argument(help="Tenant id.")]
     from omium.api.auth import generate_key
 
     if (tenant is None) != admin:
-        err.print("[red]error:[/] give a TENANT, or --admin without one")
-        raise typer.Exit(2)
+        fail("give a TENANT, or --admin without one")
 
     async def go() -> str:
         async with open_store(db) as store:
@@ -151,7 +135,7 @@ def keys_create(tenant: Annotated[str | None, typer.Argument(help="Tenant id.")]
             await store.create_api_key(key_hash, prefix, tenant, admin=admin)
             return key
 
-    key = _run(go())
+    key = run_async(go())
     if as_json:
         print(json.dumps({"tenant_id": tenant, "api_key": key, "admin": admin}))
     else:

@@ -5,7 +5,6 @@ Exit codes: 0 completed, 1 failed, 2 bad input, 3 awaiting review, 4 still in pr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import uuid
@@ -15,9 +14,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
 from omium._cli_llm import credits_app, llm_app, usage
 from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
@@ -41,19 +40,7 @@ app.add_typer(keys_app, name="keys")
 app.command("worker")(worker)
 app.command("serve")(serve)
 
-out = Console()
-err = Console(stderr=True)
 EXIT = {"completed": 0, "failed": 1, "awaiting_review": 3, "cancelled": 1}
-BAD_INPUT = 2
-
-DbOption = Annotated[str | None, typer.Option("--db", envvar="OMIUM_DATABASE_URL",
-                                              help="Database URL (default sqlite:///omium.db)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-
-
-def _fail(message: str, code: int = BAD_INPUT) -> NoReturn:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _read_inputs(value: str | None) -> Any:
@@ -64,11 +51,11 @@ def _read_inputs(value: str | None) -> Any:
         try:
             return yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            _fail(f"--input {value}: not valid JSON/YAML: {e}")
+            fail(f"--input {value}: not valid JSON/YAML: {e}")
     try:
         return json.loads(value)
     except json.JSONDecodeError as e:
-        _fail(f"--input: {value!r} is neither a file nor valid JSON ({e.msg} at {e.pos})")
+        fail(f"--input: {value!r} is neither a file nor valid JSON ({e.msg} at {e.pos})")
 
 
 def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = None) -> NoReturn:
@@ -100,15 +87,6 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
     raise typer.Exit(EXIT.get(result.status, 4))
 
 
-def _run_async(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except OmiumError as e:
-        _fail(str(e))
-    except ValueError as e:  # e.g. an unsupported database URL
-        _fail(str(e))
-
-
 async def _with_executor(db: str | None, fn: Any, on_event: Any = None) -> Any:
     async with MultiAgentExecutor(open_store(db) if db else None, on_event=on_event) as ex:
         return await fn(ex)
@@ -129,14 +107,14 @@ def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JS
         plan = prepare(defn, source=str(workflow))
         check_inputs(plan, inputs if inputs is not None else (plan.workflow.inputs or {}))
     except OmiumError as e:
-        _fail(str(e))
+        fail(str(e))
     exec_id = execution_id or f"exec-{uuid.uuid4().hex[:12]}"
     if not as_json:
         err.print(f"execution [bold]{exec_id}[/] ({plan.workflow.name}); if interrupted: "
                   f"omium resume {exec_id}", highlight=False, soft_wrap=True)
     progress = Progress(err, list(plan.nodes), quiet=as_json)
     with progress:
-        result = _run_async(_with_executor(db, lambda ex: ex.execute(
+        result = run_async(_with_executor(db, lambda ex: ex.execute(
             exec_id, plan.workflow, inputs, source=str(workflow)), progress))
     _finish(result, as_json, progress)
 
@@ -146,7 +124,7 @@ def resume(execution_id: str, db: DbOption = None, as_json: JsonOption = False) 
     """Continue an interrupted or failed execution; finished agents are not run again."""
     progress = Progress(err, [], quiet=as_json)
     with progress:
-        result = _run_async(_with_executor(db, lambda ex: ex.resume(execution_id), progress))
+        result = run_async(_with_executor(db, lambda ex: ex.resume(execution_id), progress))
     _finish(result, as_json, progress)
 
 
@@ -157,10 +135,10 @@ def review(execution_id: str,
            db: DbOption = None, as_json: JsonOption = False) -> None:
     """Decide an execution awaiting review (a split vote, or a failure paused for review)."""
     if decision not in REVIEW_DECISIONS:
-        _fail(f"--decision must be one of {', '.join(REVIEW_DECISIONS)}, got {decision!r}")
+        fail(f"--decision must be one of {', '.join(REVIEW_DECISIONS)}, got {decision!r}")
     progress = Progress(err, [], quiet=as_json)
     with progress:
-        result = _run_async(_with_executor(
+        result = run_async(_with_executor(
             db, lambda ex: ex.review(execution_id, decision, reviewer=reviewer), progress))
     _finish(result, as_json, progress)
 
@@ -171,7 +149,7 @@ def validate(workflow: Path) -> None:
     try:
         plan = prepare(load_workflow(workflow), source=str(workflow))
     except OmiumError as e:
-        _fail(str(e))
+        fail(str(e))
     out.print(f"[green]valid[/]: {plan.workflow.name} ({plan.workflow.execution_order}, "
               f"{len(plan.workflow.agents)} agents)")
 
@@ -181,13 +159,13 @@ def list_executions(status: Annotated[str | None, typer.Option(help="Only this s
                     limit: int = 50, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Recent executions, newest first."""
     if status is not None and status not in STATUSES:
-        _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
 
     async def go() -> Any:
         async with open_store(db) as store:
             return await store.list_executions(status=status, limit=limit)
 
-    rows = _run_async(go())
+    rows = run_async(go())
     if as_json:
         print(json.dumps([{k: getattr(r, k) for k in ("id", "workflow_name", "status",
                                                         "decision", "failed_agent",
@@ -218,9 +196,9 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
                     await store.get_events(execution_id),
                     await store.usage_records(execution_id=execution_id))
 
-    found = _run_async(go())
+    found = run_async(go())
     if found is None:
-        _fail(f"no execution with id {execution_id!r}", 1)
+        fail(f"no execution with id {execution_id!r}", 1)
     rec, cps, handoffs, votes, events, usage_rows = found
     if as_json:
         print(json.dumps({"execution": asdict(rec), "checkpoints": [asdict(c) for c in cps],

@@ -64,3 +64,14 @@ class Driver(ABC):
 
     async def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
         return (await self.batch([(sql, params or {})]))[0]
+
+
+def equals(**filters: Any) -> tuple[str, dict[str, Any]]:
+    """``col = :col AND ...`` for the filters that are given (not None), with their params.
+
+    Filters are added only when given: "(:x IS NULL OR col = :x)" defeats the indexes and
+    leaves PostgreSQL unable to type the parameter. Keys are column names from our code,
+    never from users.
+    """
+    given = {k: v for k, v in filters.items() if v is not None}
+    return " AND ".join(["1 = 1", *(f"{k} = :{k}" for k in given)]), given

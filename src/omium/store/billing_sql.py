@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from omium.errors import UnknownTenantError
-from omium.store._driver import ConflictError, Driver
+from omium.store._driver import ConflictError, Driver, equals
 from omium.store.records import TenantRecord, UsageRecord
 
 _USAGE_COLS = ("idempotency_key", "tenant_id", "backend", "model", "model_type",
@@ -79,16 +79,10 @@ class BillingSql:
 
     async def usage_records(self, *, tenant_id: str | None = None,
                             execution_id: str | None = None) -> list[UsageRecord]:
-        where, params = ["1 = 1"], {}
-        if tenant_id is not None:
-            where.append("tenant_id = :t")
-            params["t"] = tenant_id
-        if execution_id is not None:
-            where.append("execution_id = :e")
-            params["e"] = execution_id
+        where, params = equals(tenant_id=tenant_id, execution_id=execution_id)
         rows = await self.driver.fetchall(
-            f"SELECT id, {', '.join(_USAGE_COLS)} FROM usage_records "
-            f"WHERE {' AND '.join(where)} ORDER BY id", params)
+            f"SELECT id, {', '.join(_USAGE_COLS)} FROM usage_records WHERE {where} ORDER BY id",
+            params)
         for r in rows:
             r["estimated"], r["used_fallback"] = bool(r["estimated"]), bool(r["used_fallback"])
         return [UsageRecord(**r) for r in rows]
@@ -96,19 +90,16 @@ class BillingSql:
     async def usage_summary(self, *, tenant_id: str | None = None,
                             since_day: str | None = None) -> list[dict[str, Any]]:
         """Tokens, cost and calls by tenant, day and model (backed by (tenant_id, day))."""
-        where, params = ["1 = 1"], {}
-        if tenant_id is not None:
-            where.append("tenant_id = :t")
-            params["t"] = tenant_id
+        where, params = equals(tenant_id=tenant_id)
         if since_day is not None:
-            where.append("day >= :d")
+            where += " AND day >= :d"
             params["d"] = since_day
         return await self.driver.fetchall(
             "SELECT tenant_id, day, model, model_type, COUNT(*) AS calls, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
             "SUM(cost_nano) AS cost_nano, SUM(used_fallback) AS fallbacks, "
             "SUM(estimated) AS estimated FROM usage_records "
-            f"WHERE {' AND '.join(where)} GROUP BY tenant_id, day, model, model_type "
+            f"WHERE {where} GROUP BY tenant_id, day, model, model_type "
             "ORDER BY day, tenant_id, model", params)
 
     async def add_llm_failure(self, backend: str, kind: str, error: str,

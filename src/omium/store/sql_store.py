@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from omium.errors import StaleLeaseError
-from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
+from omium.store._driver import ConflictError, Driver, NoRowsError, Statement, equals
 from omium.store.base import Store
 from omium.store.billing_sql import BillingSql
 from omium.store.migrate import ensure_migrated
@@ -158,23 +158,13 @@ class SqlStore(BillingSql, ServiceSql, Store):
     async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
                               limit: int = 50, workflow_id: str | None = None,
                               before: tuple[float, str] | None = None) -> list[ExecutionRecord]:
-        where, params = ["1 = 1"], {"limit": limit}
-        if workflow_id is not None:
-            where.append("workflow_id = :wf")
-            params["wf"] = workflow_id
+        where, params = equals(status=status, tenant_id=tenant_id, workflow_id=workflow_id)
+        params["limit"] = limit
         if before is not None:  # keyset pagination: strictly after the last row seen
-            where.append("(created_at < :c OR (created_at = :c AND id < :i))")
+            where += " AND (created_at < :c OR (created_at = :c AND id < :i))"
             params.update(c=before[0], i=before[1])
-        # Filters are added only when given: "(:x IS NULL OR ...)" defeats the indexes and
-        # leaves PostgreSQL unable to type the parameter.
-        if status is not None:
-            where.append("status = :status")
-            params["status"] = status
-        if tenant_id is not None:
-            where.append("tenant_id = :tenant")
-            params["tenant"] = tenant_id
         rows = await self.driver.fetchall(
-            f"SELECT * FROM executions WHERE {' AND '.join(where)} "
+            f"SELECT * FROM executions WHERE {where} "
             "ORDER BY created_at DESC, id DESC LIMIT :limit", params)
         return [_execution(r) for r in rows]
 
