@@ -47,15 +47,20 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run executions until ``stop`` is set, then drain gracefully."""
         beat = asyncio.ensure_future(self._heartbeat(stop))
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 claimed = await self._fill()
-                if not claimed:
-                    # Jitter keeps idle workers from polling in lockstep.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(),
-                                               self.poll_s * (0.5 + random.random()))
+                if len(self._active) >= self.concurrency:
+                    # Full: claim again as soon as any run ends (not at the next poll, which
+                    # would cap a worker at concurrency / poll_s executions per second).
+                    await asyncio.wait([stopping, *(t for t, _ in self._active.values())],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                elif not claimed:
+                    # The queue is empty. Jitter keeps idle workers from polling in lockstep.
+                    await asyncio.wait([stopping], timeout=self.poll_s * (0.5 + random.random()))
         finally:
+            stopping.cancel()
             await self._drain()
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -125,8 +130,10 @@ class Worker:
                 events.append(EventRecord(rec.id, "failure_detected", None,
                                           {"failure_type": "worker_lost"}, time.time()))
             await self.store.add_events(events, epoch=epoch)
+            # A first claim of a never-run execution has no checkpoints to read.
+            fresh = epoch == 1 and rec.result is None and not reclaimed
             drive = asyncio.ensure_future(
-                Run(self.store, plan, rec, llm=self._llm(plan), epoch=epoch).drive())
+                Run(self.store, plan, rec, llm=self._llm(plan), epoch=epoch).drive(fresh=fresh))
             await self._hold_lease(rec, epoch, drive)
         except StaleLeaseError:
             metrics.stale_writes_rejected.inc()

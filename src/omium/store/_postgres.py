@@ -31,6 +31,11 @@ def _rowcount(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on every release (12% of a worker's CPU): Omium never
+    changes session state (no SET, LISTEN, session locks or temp tables)."""
+
+
 class PostgresDriver(Driver):
     dialect = "postgresql"
 
@@ -41,7 +46,7 @@ class PostgresDriver(Driver):
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size,
-                                               max_size=self.max_size)
+                                               max_size=self.max_size, reset=_no_reset)
 
     async def close(self) -> None:
         if self._pool is not None:
