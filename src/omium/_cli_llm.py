@@ -8,7 +8,7 @@ import signal
 import time
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,10 +16,11 @@ from rich.table import Table
 from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
 from omium.billing.ledger import Ledger
 from omium.billing.money import nano_to_credits, nano_to_dollars
-from omium.llm.backend import Backend
-from omium.llm.config import LLMConfig, load_config
-from omium.llm.pricing import PriceTable
 from omium.store import open_store
+
+if TYPE_CHECKING:  # imported in the commands: aiohttp is slow to import for every CLI call
+    from omium.llm.config import LLMConfig
+    from omium.llm.pricing import PriceTable
 
 llm_app = typer.Typer(help="Local inference server and backend status.", no_args_is_help=True)
 credits_app = typer.Typer(help="Tenant balances (1 credit = $0.01).", no_args_is_help=True)
@@ -63,7 +64,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
 
 
 async def _probe(cfg: LLMConfig) -> list[tuple[str, float | None, str | None]]:
-    async def one(backend: Backend) -> tuple[str, float | None, str | None]:
+    from omium.llm.backend import Backend
+
+    async def one(backend: Any) -> tuple[str, float | None, str | None]:
         try:
             return backend.name, await asyncio.wait_for(backend.probe(), 5), None
         except Exception as e:  # any failure is what status should show
@@ -150,6 +153,8 @@ def status(config: ConfigOption = None, db: DbOption = None,
 
 
 async def _load(config: str | None) -> LLMConfig:
+    from omium.llm.config import load_config
+
     return load_config(config)
 
 

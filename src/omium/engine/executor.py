@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omium.billing.ledger import Ledger
 from omium.engine.attempts import Sleep
@@ -18,8 +18,6 @@ from omium.errors import (
     FieldProblem,
     InputValidationError,
 )
-from omium.llm.config import load_config
-from omium.llm.router import LLMRouter
 from omium.schemas import first_error
 from omium.store import open_store
 from omium.store.base import Store
@@ -32,6 +30,9 @@ from omium.store.records import (
     ExecutionRecord,
 )
 from omium.workflow.model import WorkflowDef
+
+if TYPE_CHECKING:
+    from omium.llm.router import LLMRouter
 
 REVIEW_DECISIONS = ("approve", "reject")
 
@@ -99,6 +100,10 @@ class MultiAgentExecutor:
         """The router for llm agents: given, or built from the LLM config on first need,
         billing the executor's store."""
         if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
+            # Imported here: aiohttp costs ~90 ms of start-up that python-only runs skip.
+            from omium.llm.config import load_config
+            from omium.llm.router import LLMRouter
+
             self._router = LLMRouter(load_config(), ledger=Ledger(store))
         return self._router
 

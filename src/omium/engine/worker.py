@@ -15,17 +15,18 @@ import random
 import socket
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omium import metrics
 from omium.billing.ledger import Ledger
 from omium.engine.plan import Plan, prepare
 from omium.engine.run import Run
 from omium.errors import StaleLeaseError
-from omium.llm.config import load_config
-from omium.llm.router import LLMRouter
 from omium.store.base import Store
 from omium.store.records import CANCELLED, FAILED, EventRecord, ExecutionRecord
+
+if TYPE_CHECKING:
+    from omium.llm.router import LLMRouter
 
 log = logging.getLogger("omium.worker")
 
@@ -115,6 +116,9 @@ class Worker:
 
     def _llm(self, plan: Plan) -> LLMRouter | None:
         if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
+            from omium.llm.config import load_config
+            from omium.llm.router import LLMRouter
+
             self._router = LLMRouter(load_config(), ledger=Ledger(self.store))
         return self._router
 
