@@ -51,6 +51,10 @@ def upgrade() -> None:
                     postgresql_where=sa.text("status IN ('queued', 'running')"))
     op.create_index("idx_executions_tenant_created", "executions",
                     ["tenant_id", "created_at", "id"])
+    # Listing one status of a tenant, newest first (keyset): without it, a filter on a rare
+    # status walks the tenant's whole history (measured: p99 48 -> 113 ms from 1k to 100k).
+    op.create_index("idx_executions_tenant_status_created", "executions",
+                    ["tenant_id", "status", "created_at", "id"])
     op.create_table(
         "workers",
         sa.Column("id", sa.String(255), primary_key=True),
@@ -67,6 +71,7 @@ def downgrade() -> None:
     op.drop_table("workers")
     with op.batch_alter_table("checkpoints") as batch:
         batch.drop_column("lease_epoch")
+    op.drop_index("idx_executions_tenant_status_created", "executions")
     op.drop_index("idx_executions_tenant_created", "executions")
     op.drop_index("idx_executions_claim", "executions")
     op.drop_index("uq_executions_idempotency", "executions")
