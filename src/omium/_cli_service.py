@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -61,13 +60,13 @@ def _local_key_file(url: str) -> Path:
 
 async def _local_key(url: str) -> str:
     """The embedded default's key for tenant "local": reused from a 0600 file if valid."""
-    from omium.api.auth import generate_key
+    from omium.api.auth import generate_key, hash_key
 
     path = _local_key_file(url)
     async with open_store(url) as store:
         if path.is_file():
             key = path.read_text().strip()
-            found = await store.find_api_key(hashlib.sha256(key.encode()).hexdigest())
+            found = await store.find_api_key(hash_key(key))
             if found is not None and found.revoked_at is None:
                 return key
         key, key_hash, prefix = generate_key()
