@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bench._machine import parent_pid, process_cpu_s, tree_cpu_s
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The columns ``SqlStore.create_execution`` writes; the rest take their server defaults.
@@ -169,7 +171,7 @@ class PgBackend(Backend):
         self.postmaster = parent_pid(int(await self.conn.fetchval("SELECT pg_backend_pid()")))
 
     def server_cpu_s(self) -> float | None:
-        return None if self.postmaster is None else server_cpu_s(self.postmaster)
+        return None if self.postmaster is None else tree_cpu_s(self.postmaster)
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -312,70 +314,3 @@ class WorkerProcs:
                                     p.returncode, text[-2000:]))
         return out
 
-
-# -- CPU accounting (Linux /proc; None elsewhere) -------------------------------------------
-
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a live process."""
-    try:
-        fields = _stat(pid)
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _stat(pid: int | str) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()  # fields from the 3rd (state) on
-
-
-def parent_pid(pid: int) -> int | None:
-    """The parent of a process on this machine (a backend's postmaster), if visible."""
-    try:
-        return int(_stat(pid)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def server_cpu_s(postmaster: int) -> float | None:
-    """CPU seconds of a PostgreSQL server: the postmaster, its reaped children (cutime,
-    cstime) and its live children (backends, background processes)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        f = _stat(postmaster)
-        total = sum(int(x) for x in f[11:15])
-    except (OSError, ValueError, IndexError):
-        return None
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                f = _stat(entry)
-                if int(f[1]) == postmaster:
-                    total += int(f[11]) + int(f[12])
-    return total / tick
-
-
-def machine_cpu() -> tuple[int, int] | None:
-    """(busy, total) jiffies over all cores since boot."""
-    try:
-        with open("/proc/stat") as f:
-            parts = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)  # idle + iowait
-    total = sum(parts[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """Share of all cores' time that was busy between two ``machine_cpu`` samples."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

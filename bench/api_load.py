@@ -89,17 +89,13 @@ from bench._api_util import (  # noqa: E402
     PgDatabase,
     Server,
     SqliteDatabase,
-    busy_fraction,
-    cores,
     create_tenant,
     execution_rows,
-    free_port,
     latency_summary,
-    machine_cpu,
     spread,
-    tree_cpu_s,
     workflow_definition,
 )
+from bench._machine import busy_fraction, cores, free_port, machine_cpu, tree_cpu_s  # noqa: E402
 
 POST, GET, HEALTH = 0, 1, 2
 OP_NAMES = {POST: "POST /executions", GET: "GET /executions/{id}", HEALTH: "GET /health"}

@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._machine import busy_fraction, cores, machine_cpu  # noqa: E402
 from bench._workers_util import (  # noqa: E402
     Audit,
     Backend,
@@ -79,10 +80,7 @@ from bench._workers_util import (  # noqa: E402
     SqliteBackend,
     WorkerProcs,
     WorkerResult,
-    busy_fraction,
-    cores,
     execution_rows,
-    machine_cpu,
 )
 from omium.engine.plan import prepare  # noqa: E402
 from omium.store import open_store  # noqa: E402
