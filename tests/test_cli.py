@@ -95,3 +95,14 @@ def test_tenants_and_keys() -> None:
     assert code == 2 and "--admin" in out
     code, out = omium("keys", "create", "--admin", "--json")
     assert code == 0 and json.loads(out)["admin"] is True
+
+
+def test_cancel_an_execution_awaiting_review() -> None:
+    code, _ = run_json("run", EXAMPLE / "parallel.yaml", "--execution-id", "to-cancel")
+    assert code == 3
+    code, out = omium("executions", "cancel", "to-cancel", "--json")
+    assert code == 0 and json.loads(out)["status"] == "cancelled"
+    code, out = omium("executions", "cancel", "to-cancel")
+    assert code == 2 and "is cancelled" in out
+    code, out = omium("review", "to-cancel", "--decision", "approve")
+    assert code == 2 and "not awaiting_review" in out

@@ -203,3 +203,23 @@ async def test_a_wide_parallel_step_of_sync_agents_is_not_capped_by_the_thread_p
         result = await ex.execute("wide", wf)
     assert result.status == "completed" and len(result.results) == 12
     assert time.perf_counter() - started < 0.55  # 12 x 0.3 s naps overlap
+
+
+async def test_a_run_cancelled_meanwhile_stays_cancelled(sqlite_store: Store, tmp_path,
+                                                         monkeypatch) -> None:
+    import asyncio
+
+    monkeypatch.setenv("OMIUM_TEST_EFFECTS", str(tmp_path / "fx"))
+    monkeypatch.setenv("OMIUM_TEST_STEP_S", "0.2")
+    wf = {"agents": [agent("a", "side_effect"), agent("b", "side_effect")]}
+    async with MultiAgentExecutor(sqlite_store) as ex:
+        run = asyncio.ensure_future(ex.execute("cx", wf))
+        for _ in range(500):  # until agent a has started
+            if (tmp_path / "fx").exists():
+                break
+            await asyncio.sleep(0.01)
+        assert await sqlite_store.request_cancel("cx", "local") == "cancelled"
+        result = await run
+    assert result.status == "cancelled"
+    rec = await sqlite_store.get_execution("cx")
+    assert rec is not None and rec.status == "cancelled"

@@ -24,7 +24,7 @@ from omium.billing.money import nano_to_dollars
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
 from omium.engine.plan import prepare
 from omium.engine.result import ExecutionResult
-from omium.errors import OmiumError
+from omium.errors import ExecutionStateError, OmiumError
 from omium.store import STATUSES, open_store
 from omium.workflow.loader import load_workflow
 
@@ -179,6 +179,29 @@ def list_executions(status: Annotated[str | None, typer.Option(help="Only this s
         table.add_row(r.id, r.workflow_name, r.status, str(r.decision or ""),
                       when(r.created_at), r.failed_agent or "")
     out.print(table)
+
+
+@executions_app.command("cancel")
+def cancel_execution(execution_id: str, db: DbOption = None, as_json: JsonOption = False
+                     ) -> None:
+    """Cancel an execution: at once unless a worker runs it (then at its next heartbeat)."""
+
+    async def go() -> str | None:
+        async with open_store(db) as store:
+            rec = await store.get_execution(execution_id)
+            if rec is None:
+                return None
+            if rec.status in ("completed", "cancelled"):
+                raise ExecutionStateError(f"execution {execution_id} is {rec.status}")
+            return await store.request_cancel(execution_id, rec.tenant_id)
+
+    status = run_async(go())
+    if status is None:
+        fail(f"no execution with id {execution_id!r}", 1)
+    if as_json:
+        print(json.dumps({"execution_id": execution_id, "status": status}))
+    else:
+        out.print(f"{execution_id}: {status}", highlight=False)
 
 
 @executions_app.command("show")

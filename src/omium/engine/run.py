@@ -22,6 +22,7 @@ from omium.store.records import (
     AWAITING_REVIEW,
     COMPLETED,
     FAILED,
+    RUNNING,
     CheckpointRecord,
     ConsensusRecord,
     EventRecord,
@@ -325,9 +326,13 @@ class Run:
         finished = time.time() if status in (COMPLETED, FAILED) else None
         if self.epoch is not None:  # done with the lease: nothing left for a worker to claim
             fields.update(lease_owner=None, lease_expires_at=None)
-        await self.store.update_execution(self.rec.id, status=status, epoch=self.epoch,
-                                          decision=summary["decision"], result=summary,
-                                          finished_at=finished, **fields)
+        # Only from running: an execution cancelled meanwhile (a CLI run has no lease to
+        # fence it) stays cancelled; its outputs are still saved as checkpoints.
+        if not await self.store.update_execution(
+                self.rec.id, status=status, epoch=self.epoch, expect_status=[RUNNING],
+                decision=summary["decision"], result=summary, finished_at=finished, **fields):
+            current = await self.store.get_execution(self.rec.id)
+            status = current.status if current is not None else status
         self._emit("execution_finished", None, status=status)
         return ExecutionResult(self.rec.id, status, summary["results"], summary["consensus"],
                                summary["decision"], summary["output"], reused=self.reused,
