@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from omium.store import URL_ENV, Store, open_store
+from tests._api_harness import Api, serve
 
 PG_ENV = "OMIUM_TEST_POSTGRES_URL"
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,18 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.connect()
     yield s
     await s.close()
+
+
+# -- the REST service in-process (tests/_api_harness.py)
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with serve(f"sqlite:///{tmp_path}/api.db", max_body_bytes=64 * 1024,
+                     sse_poll_s=0.05) as a:
+        yield a
+
+
+@pytest.fixture
+async def any_api(database_url: str) -> AsyncIterator[Api]:
+    """The service on SQLite and on PostgreSQL."""
+    async with serve(database_url) as a:
+        yield a
