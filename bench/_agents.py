@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from bench._common import ROOT
+
 SCHEMA_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
-# -- step_overhead.py: a 10-agent chain of no-ops ----------------------------------------
+# -- step_overhead.py, workers.py, api_load.py: chains of no-ops -------------------------
 
 # What every no-op agent receives and returns; small on purpose (the engine is measured).
 STEP_SCHEMA: dict[str, Any] = {
@@ -29,6 +31,34 @@ STEP_SCHEMA: dict[str, Any] = {
 def noop(inputs: dict[str, Any]) -> dict[str, Any]:
     """A no-op agent: passes the id on and counts the step (a LangGraph node as well)."""
     return {"applicant_id": inputs["applicant_id"], "step": inputs["step"] + 1}
+
+
+# What a chain of no-ops starts from (step_overhead.py, workers.py).
+NOOP_INPUTS: dict[str, Any] = {"applicant_id": "APP-2025-0142", "step": 0}
+
+
+def noop_chain(n_agents: int, input_schema: dict[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
+    """The agents of a workflow: ``agent_0`` ... ``agent_{n-1}``, each a Python agent calling
+    ``noop``, each with ``input_schema`` (the same object) when one is given."""
+    extra = {} if input_schema is None else {"input_schema": input_schema}
+    return [{"id": f"agent_{i}", "framework": "python",
+             "definition": {"callable": "bench._agents:noop"}, **extra}
+            for i in range(n_agents)]
+
+
+def noop_workflow(name: str, n_agents: int, input_schema: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """A sequential workflow of ``noop_chain(n_agents, input_schema)`` starting from
+    ``NOOP_INPUTS``, run in-process (``base_dir`` is the repository root, so that
+    ``bench._agents:noop`` imports from any working directory)."""
+    return {
+        "name": name,
+        "execution_order": "sequential",
+        "base_dir": str(ROOT),
+        "inputs": NOOP_INPUTS,
+        "agents": noop_chain(n_agents, input_schema),
+    }
 
 
 # -- handoff_latency.py: a ~10 KB applicant record ---------------------------------------

@@ -18,16 +18,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from bench._agents import SCHEMA_2020_12
-from bench._machine import _stat, parent_pid, tree_cpu_s
-
-PG_ENV = "OMIUM_TEST_POSTGRES_URL"
-ROOT = str(Path(__file__).resolve().parent.parent)
+from bench._agents import SCHEMA_2020_12, noop_chain
+from bench._common import (
+    ROOT,
+    FreshPgDatabase,
+    percentile,
+    postmaster_pid,
+    sqlite_insert_executions,
+)
+from bench._machine import _stat, tree_cpu_s
 
 # The columns the bulk loader writes; the rest take their server defaults.
 EXEC_COLUMNS = ("id", "workflow_id", "workflow_name", "definition", "inputs", "status",
@@ -49,23 +51,12 @@ SUBMIT_SCHEMA: dict[str, Any] = {
 def workflow_definition() -> dict[str, Any]:
     """Three no-op Python agents in sequence (``bench._agents:noop``, resolved from the
     server's working directory: the repository root), an input schema on the first."""
-    agents: list[dict[str, Any]] = [
-        {"id": f"agent_{i}", "framework": "python",
-         "definition": {"callable": "bench._agents:noop"}} for i in range(3)]
+    agents = noop_chain(3)
     agents[0]["input_schema"] = SUBMIT_SCHEMA
     return {"name": "api_load_noop3", "execution_order": "sequential", "agents": agents}
 
 
 # -- statistics -----------------------------------------------------------------------------
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a list (NaN when empty)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
 
 def latency_summary(latencies_s: list[float]) -> dict[str, float]:
     ms = sorted(x * 1000 for x in latencies_s)
@@ -75,8 +66,6 @@ def latency_summary(latencies_s: list[float]) -> dict[str, float]:
     return {"p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95),
             "p99_ms": percentile(ms, 99), "max_ms": ms[-1], "mean_ms": sum(ms) / len(ms)}
 
-
-# -- processes and CPU ----------------------------------------------------------------------
 
 # -- databases ------------------------------------------------------------------------------
 
@@ -107,13 +96,9 @@ class SqliteDatabase(Database):
         return sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
 
     async def insert_executions(self, rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join("?" * len(EXEC_COLUMNS))
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(f"INSERT INTO executions ({', '.join(EXEC_COLUMNS)}) "
-                             f"VALUES ({marks})", rows)
-            conn.execute("COMMIT")
+            sqlite_insert_executions(conn, EXEC_COLUMNS, rows)
         finally:
             conn.close()
 
@@ -137,65 +122,41 @@ class PgDatabase(Database):
     name = "postgres"
 
     def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.db = "omium_apibench_" + uuid.uuid4().hex[:12]
-        self.url = urlunsplit(urlsplit(server_url)._replace(path="/" + self.db))
-        self.created = False
+        self.fresh = FreshPgDatabase(server_url, "omium_apibench_")
+        self.url = self.fresh.url
 
-    async def _admin(self, sql: str) -> None:
+    @contextlib.asynccontextmanager
+    async def _connect(self) -> AsyncIterator[Any]:
         import asyncpg
 
-        conn = await asyncpg.connect(self.server_url)
+        conn = await asyncpg.connect(self.url)
         try:
-            await conn.execute(sql)
+            yield conn
         finally:
             await conn.close()
 
     async def open(self) -> None:
-        import asyncpg
-
-        await self._admin(f"CREATE DATABASE {self.db}")
-        self.created = True
-        conn = await asyncpg.connect(self.url)
-        try:  # the backend's parent is the postmaster (None: the server is elsewhere)
-            self.server_pid = parent_pid(int(await conn.fetchval("SELECT pg_backend_pid()")))
-        finally:
-            await conn.close()
+        await self.fresh.create()
+        async with self._connect() as conn:
+            self.server_pid = await postmaster_pid(conn)
 
     async def insert_executions(self, rows: list[tuple[Any, ...]]) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url)
-        try:
+        async with self._connect() as conn:
             await conn.copy_records_to_table("executions", records=rows, columns=EXEC_COLUMNS)
-        finally:
-            await conn.close()
 
     async def analyze(self) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url)
-        try:
+        async with self._connect() as conn:
             await conn.execute("ANALYZE executions")
-        finally:
-            await conn.close()
 
     async def count(self, tenant_id: str | None = None) -> int:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url)
-        try:
+        async with self._connect() as conn:
             if tenant_id is None:
                 return int(await conn.fetchval("SELECT COUNT(*) FROM executions"))
             return int(await conn.fetchval(
                 "SELECT COUNT(*) FROM executions WHERE tenant_id = $1", tenant_id))
-        finally:
-            await conn.close()
 
     async def close(self) -> None:
-        if self.created:
-            await self._admin(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
-            self.created = False
+        await self.fresh.drop()
 
 
 def spread(items: list[int], k: int) -> list[int]:
@@ -234,7 +195,7 @@ def execution_rows(slots: list[int], queued: set[int], *, tenant_id: str, workfl
 def server_env() -> dict[str, str]:
     """This environment without OMIUM_* variables, the repository root first on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMIUM_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 

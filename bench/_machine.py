@@ -1,5 +1,5 @@
 """Machine facts for the benchmarks, read from /proc: CPU of processes and process trees, how
-busy all cores were, free ports."""
+busy all cores were, the cores this process may use, free ports."""
 
 from __future__ import annotations
 
@@ -77,8 +77,13 @@ def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None)
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
-def cores() -> int:
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask), sorted."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def cores() -> int:
+    return len(usable_cpus())

@@ -1,4 +1,4 @@
-"""Helpers for ``bench/router.py``: fake-server processes, CPU accounting, statistics, tables."""
+"""Helpers for ``bench/router.py``: fake-server processes, CPU pinning, statistics, tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+
+from bench._common import percentile
 
 # -- the fake OpenAI server as a separate process -------------------------------------------
 
@@ -76,20 +78,7 @@ def start_servers(servers: Sequence[ServerProcess]) -> None:
         s.wait_ready()
 
 
-# -- CPU accounting -------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of another process (Linux ``/proc``), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
-    except (OSError, IndexError, ValueError):
-        return None
-
+# -- CPU pinning ----------------------------------------------------------------------------
 
 def pin_self(cpu: int) -> bool:
     with contextlib.suppress(AttributeError, OSError):
@@ -98,21 +87,7 @@ def pin_self(cpu: int) -> bool:
     return False
 
 
-def usable_cpus() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return list(range(os.cpu_count() or 1))
-
-
 # -- statistics and output ------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
 
 
 def ms_summary(ns: Sequence[int]) -> dict[str, float]:

@@ -17,15 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from bench._machine import parent_pid, process_cpu_s, tree_cpu_s
-
-ROOT = Path(__file__).resolve().parent.parent
+from bench._common import ROOT, FreshPgDatabase, postmaster_pid, sqlite_insert_executions
+from bench._machine import process_cpu_s, tree_cpu_s
 
 # The columns ``SqlStore.create_execution`` writes; the rest take their server defaults.
 EXEC_COLUMNS = ("id", "workflow_id", "workflow_name", "definition", "inputs", "status",
@@ -148,27 +144,17 @@ class PgBackend(Backend):
     name = "postgres"
 
     def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.db = "omium_wbench_" + uuid.uuid4().hex[:12]
-        self.url = urlunsplit(urlsplit(server_url)._replace(path="/" + self.db))
+        self.fresh = FreshPgDatabase(server_url, "omium_wbench_")
+        self.url = self.fresh.url
         self.conn: Any = None
         self.postmaster: int | None = None  # when the server runs on this machine
-
-    async def _admin(self, sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
 
     async def open(self) -> None:
         import asyncpg
 
-        await self._admin(f"CREATE DATABASE {self.db}")
+        await self.fresh.create()
         self.conn = await asyncpg.connect(self.url)
-        self.postmaster = parent_pid(int(await self.conn.fetchval("SELECT pg_backend_pid()")))
+        self.postmaster = await postmaster_pid(self.conn)
 
     def server_cpu_s(self) -> float | None:
         return None if self.postmaster is None else tree_cpu_s(self.postmaster)
@@ -176,7 +162,7 @@ class PgBackend(Backend):
     async def close(self) -> None:
         if self.conn is not None:
             await self.conn.close()
-        await self._admin(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+        await self.fresh.drop()
 
     async def reset(self) -> None:
         await self.conn.execute(f"TRUNCATE {', '.join(RUN_TABLES)} CASCADE")
@@ -227,11 +213,7 @@ class SqliteBackend(Backend):
             self.db.execute(f"DELETE FROM {table}")
 
     async def insert(self, rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join("?" * len(EXEC_COLUMNS))
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(f"INSERT INTO executions ({', '.join(EXEC_COLUMNS)}) "
-                            f"VALUES ({marks})", rows)
-        self.db.execute("COMMIT")
+        sqlite_insert_executions(self.db, EXEC_COLUMNS, rows)
         self.db.execute("ANALYZE executions")
 
     async def progress(self) -> tuple[int, int]:

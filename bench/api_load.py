@@ -61,21 +61,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import math
-import multiprocessing as mp
-import os
 import platform
-import random
 import signal
 import sys
-import threading
-import time
 import traceback
-from array import array
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,235 +74,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._api_list import list_phase, list_verdict  # noqa: E402
+from bench._api_load_gen import GET, OP_NAMES, POST, run_load  # noqa: E402
+from bench._api_profile import profile_backend  # noqa: E402
 from bench._api_util import (  # noqa: E402
-    PG_ENV,
     Database,
     PgDatabase,
     Server,
     SqliteDatabase,
     create_tenant,
-    execution_rows,
-    latency_summary,
-    spread,
     workflow_definition,
 )
-from bench._machine import busy_fraction, cores, free_port, machine_cpu, tree_cpu_s  # noqa: E402
+from bench._common import PG_ENV, add_postgres_option  # noqa: E402
+from bench._machine import cores, free_port  # noqa: E402
 
-POST, GET, HEALTH = 0, 1, 2
-OP_NAMES = {POST: "POST /executions", GET: "GET /executions/{id}", HEALTH: "GET /health"}
 TARGET_RPS, TARGET_P95_MS, TARGET_P99_MS, TARGET_ERRORS = 1000.0, 500.0, 1000.0, 0.001
-ERROR_SAMPLES = 5
-
-
-# -- the load generator: one process ------------------------------------------------------
-
-@dataclass
-class GenSpec:
-    base: str
-    key: str
-    workflow_id: str
-    mode: str  # "mix" | "health"
-    concurrency: int
-    warmup_s: float
-    duration_s: float
-    index: int
-
-
-@dataclass
-class GenResult:
-    index: int
-    measure_from: float  # time.monotonic() (system-wide on Linux: comparable across processes)
-    stop_at: float
-    ops: array = field(default_factory=lambda: array("b"))
-    starts: array = field(default_factory=lambda: array("d"))
-    latencies: array = field(default_factory=lambda: array("d"))
-    statuses: array = field(default_factory=lambda: array("h"))  # -1: an exception
-    errors: dict[str, int] = field(default_factory=dict)
-    samples: list[str] = field(default_factory=list)  # the first non-2xx answers
-    cpu_s: float = 0.0  # this process, whole run (all threads)
-    failure: str | None = None
-
-
-async def _generate(spec: GenSpec, barrier: Any) -> GenResult:
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=spec.concurrency)
-    headers = {"Authorization": f"Bearer {spec.key}"}
-    async with aiohttp.ClientSession(spec.base, connector=connector, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
-        barrier.wait(timeout=120)  # all generator processes start together
-        t0 = time.monotonic()
-        res = GenResult(spec.index, t0 + spec.warmup_s, t0 + spec.warmup_s + spec.duration_s)
-        ids: list[str] = []
-        counter = itertools.count()
-        rnd = random.Random(spec.index)
-        json_header = {"Content-Type": "application/json"}
-        errors: Counter[str] = Counter()
-        record = (res.ops.append, res.starts.append, res.latencies.append,
-                  res.statuses.append)
-
-        async def connection() -> None:
-            while True:
-                started = time.monotonic()
-                if started >= res.stop_at:
-                    return
-                n = next(counter)
-                if spec.mode == "health":
-                    op = HEALTH
-                elif n % 4 == 3 and ids:
-                    op = GET
-                else:
-                    op = POST
-                payload = b""
-                try:
-                    if op == POST:
-                        body = json.dumps({"workflow_id": spec.workflow_id, "inputs": {
-                            "applicant_id": f"A-{spec.index}-{n}", "step": 0}}).encode()
-                        async with session.post("/api/v1/executions", data=body,
-                                                headers=json_header) as r:
-                            payload, status = await r.read(), r.status
-                        if status == 202:
-                            ids.append(json.loads(payload)["execution_id"])
-                    elif op == GET:
-                        path = "/api/v1/executions/" + ids[rnd.randrange(len(ids))]
-                        async with session.get(path) as r:
-                            payload, status = await r.read(), r.status
-                    else:
-                        async with session.get("/health") as r:
-                            payload, status = await r.read(), r.status
-                except Exception as err:  # counted as an error, never fatal
-                    status = -1
-                    errors[type(err).__name__] += 1
-                elapsed = time.monotonic() - started
-                if started >= res.measure_from:
-                    for add, value in zip(record, (op, started, elapsed, status), strict=True):
-                        add(value)
-                if not 200 <= status < 300:
-                    if status > 0 and len(res.samples) < ERROR_SAMPLES:
-                        res.samples.append(f"{OP_NAMES[op]} -> {status}: {payload[:300]!r}")
-                    if status < 0:
-                        await asyncio.sleep(0.05)  # a refused connection must not spin
-
-        await asyncio.gather(*(connection() for _ in range(spec.concurrency)))
-        res.errors = dict(errors)
-        return res
-
-
-def _generator_main(spec: GenSpec, barrier: Any, queue: Any) -> None:
-    """Entry point of one generator process: runs, then puts its GenResult on the queue."""
-    started = time.process_time()
-    try:
-        try:
-            import uvloop
-
-            result = uvloop.run(_generate(spec, barrier))
-        except ImportError:
-            result = asyncio.run(_generate(spec, barrier))
-    except BaseException as err:  # reported to the parent, which fails the phase
-        barrier.abort()  # the parent and the other generators stop waiting
-        result = GenResult(spec.index, 0.0, 0.0, failure=f"{type(err).__name__}: {err}")
-    result.cpu_s = time.process_time() - started
-    queue.put(result)
-
-
-# -- a load phase: G generator processes, merged --------------------------------------------
-
-@dataclass
-class Probe:
-    """CPU counters sampled around a phase (None where not measurable)."""
-
-    server: Server | None
-    db: Database | None
-    api_cpu: float | None = None
-    db_cpu: float | None = None
-    machine: tuple[int, int] | None = None
-    wall: float = 0.0
-
-    def sample(self) -> Probe:
-        return Probe(self.server, self.db,
-                     self.server.cpu_s() if self.server else None,
-                     tree_cpu_s(self.db.server_pid) if self.db and self.db.server_pid else None,
-                     machine_cpu(), time.monotonic())
-
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else b - a
-
-
-def run_load(*, base: str, key: str, workflow_id: str, mode: str, concurrency: int,
-             gen_processes: int, warmup_s: float, duration_s: float,
-             server: Server | None = None, db: Database | None = None) -> dict[str, Any]:
-    """One closed-loop load phase; returns its merged statistics."""
-    ctx = mp.get_context("spawn")
-    gen_processes = max(1, min(gen_processes, concurrency))
-    barrier, queue = ctx.Barrier(gen_processes + 1), ctx.Queue()
-    shares = [concurrency // gen_processes + (1 if i < concurrency % gen_processes else 0)
-              for i in range(gen_processes)]
-    procs = [ctx.Process(target=_generator_main, daemon=True, args=(
-        GenSpec(base, key, workflow_id, mode, share, warmup_s, duration_s, i), barrier, queue))
-        for i, share in enumerate(shares)]
-    for p in procs:
-        p.start()
-    results: list[GenResult] = []
-    probe = Probe(server, db)
-    before = after = None
-    try:
-        try:
-            barrier.wait(timeout=180)  # the parent is a party: it knows when load starts
-            t0 = time.monotonic()
-            time.sleep(warmup_s)
-            before = probe.sample()
-            time.sleep(max(0.0, t0 + warmup_s + duration_s - time.monotonic()))
-            after = probe.sample()
-        except threading.BrokenBarrierError:
-            pass  # a generator failed before starting: its result says why
-        for _ in procs:
-            results.append(queue.get(timeout=180))
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-    failed = [r.failure for r in results if r.failure]
-    if failed:
-        raise RuntimeError(f"load generator failed: {failed[0]}")
-    out = merge(results)
-    if before is not None and after is not None:
-        span = after.wall - before.wall
-        out["cpu"] = {"window_s": round(span, 2),
-                      "api_s": _diff(before.api_cpu, after.api_cpu),
-                      "postgres_s": _diff(before.db_cpu, after.db_cpu),
-                      "machine_busy": busy_fraction(before.machine, after.machine)}
-    out["cpu_generator_s"] = round(sum(r.cpu_s for r in results), 2)
-    out["concurrency"], out["generator_processes"] = concurrency, gen_processes
-    return out
-
-
-def merge(results: list[GenResult]) -> dict[str, Any]:
-    """Per-operation and combined statistics over the measured window of all processes."""
-    window_from = min(r.measure_from for r in results)
-    ends = [s + lat for r in results for s, lat in zip(r.starts, r.latencies, strict=True)]
-    window_to = max(ends) if ends else max(r.stop_at for r in results)
-    window = max(1e-9, window_to - window_from)
-    rows: dict[str, list[tuple[float, int]]] = {}
-    for r in results:
-        for op, lat, status in zip(r.ops, r.latencies, r.statuses, strict=True):
-            rows.setdefault(OP_NAMES[op], []).append((lat, status))
-    groups = {name: rows[name] for name in OP_NAMES.values() if name in rows}
-    groups["combined"] = [x for v in rows.values() for x in v]
-    stats = {}
-    for name, items in groups.items():
-        bad = sum(1 for _, s in items if not 200 <= s < 300)
-        stats[name] = {"requests": len(items), "rps": len(items) / window,
-                       **latency_summary([lat for lat, _ in items]),
-                       "errors": bad, "error_rate": bad / len(items) if items else 0.0,
-                       "statuses": dict(Counter(str(s) for _, s in items))}
-    exceptions: Counter[str] = Counter()
-    for r in results:
-        exceptions.update(r.errors)
-    samples = [s for r in results for s in r.samples][:ERROR_SAMPLES]
-    return {"window_s": window, "ops": stats, "exceptions": dict(exceptions),
-            "error_samples": samples}
 
 
 # -- one backend, end to end ------------------------------------------------------------------
@@ -325,92 +102,6 @@ async def _api(session: Any, method: str, path: str, key: str, body: Any = None,
             raise RuntimeError(f"{method} {path} -> {r.status} (expected {expect}): "
                                f"{text[:500]}")
         return json.loads(text)
-
-
-async def _timed_gets(session: Any, path: str, key: str, n: int, concurrency: int,
-                      check: Any) -> list[float]:
-    latencies: list[float] = []
-    todo = iter(range(n))
-    headers = {"Authorization": f"Bearer {key}"}
-
-    async def conn() -> None:
-        for _ in todo:
-            started = time.perf_counter()
-            async with session.get(path, headers=headers) as r:
-                payload = await r.read()
-                status = r.status
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                raise RuntimeError(f"GET {path} -> {status}: {payload[:300]!r}")
-            check(json.loads(payload))
-
-    await asyncio.gather(*(conn() for _ in range(concurrency)))
-    return latencies
-
-
-def _queued_for(size: int) -> int:
-    """Queued rows wanted at a size: 10 % at 1,000, a few hundred beyond."""
-    return min(size // 10, 300)
-
-
-async def list_phase(db: Database, base: str, key: str, tenant: str, wf: dict[str, Any],
-                     sizes: list[int], requests: int, concurrency: int) -> list[dict[str, Any]]:
-    import aiohttp
-
-    out = []
-    # The tenant's history is a grid of 1 ms time slots (as many as the largest size); each
-    # size adds rows in free slots spread evenly over the whole grid, so at every size the
-    # queued rows are spread evenly through the tenant's history (the worst case for a
-    # status filter: a page needs ~50/queued-share rows walked in created_at order).
-    final = sizes[-1]
-    base_ts = time.time() - final * 1e-3 - 1.0
-    used: set[int] = set()
-    queued_have = 0
-    queries = {"status=queued": "/api/v1/executions?status=queued&limit=50",
-               "all (first page)": "/api/v1/executions?limit=50"}
-    async with aiohttp.ClientSession(base) as session:
-        for size in sizes:
-            new = spread([k for k in range(final) if k not in used], size - len(used))
-            insert_s = 0.0
-            if new:
-                queued = set(spread(new, _queued_for(size) - queued_have))
-                rows = execution_rows(new, queued, tenant_id=tenant, workflow_id=wf["id"],
-                                      name=wf["name"], definition=wf["definition"],
-                                      base_ts=base_ts)
-                started = time.perf_counter()
-                await db.insert_executions(rows)
-                if isinstance(db, PgDatabase):
-                    await db.analyze()
-                insert_s = time.perf_counter() - started
-                used.update(new)
-                queued_have += len(queued)
-            tenant_rows, table_rows = await db.count(tenant), await db.count()
-            if tenant_rows != size:
-                raise RuntimeError(f"list tenant has {tenant_rows} rows, expected {size}")
-            for label, path in queries.items():
-                want_status = "queued" if "queued" in label else None
-
-                def check(page: dict[str, Any], want: str | None = want_status) -> None:
-                    items = page["items"]
-                    if len(items) != 50 or (want and any(i["status"] != want for i in items)):
-                        raise RuntimeError(f"unexpected page: {len(items)} items")
-
-                await _timed_gets(session, path, key, 20, concurrency, check)  # warm-up
-                lat = await _timed_gets(session, path, key, requests, concurrency, check)
-                out.append({"rows": size, "queued": queued_have, "table_rows": table_rows,
-                            "query": label, "insert_s": round(insert_s, 2),
-                            "requests": len(lat), **latency_summary(lat)})
-                insert_s = 0.0
-    return out
-
-
-def list_verdict(rows: list[dict[str, Any]]) -> dict[str, bool]:
-    verdict = {}
-    for query in dict.fromkeys(r["query"] for r in rows):
-        mine = sorted((r for r in rows if r["query"] == query), key=lambda r: r["rows"])
-        verdict[query] = all(
-            mine[-1][k] <= max(2 * mine[0][k], mine[0][k] + 10.0) for k in ("p50_ms", "p99_ms"))
-    return verdict
 
 
 async def run_backend(db: Database, args: argparse.Namespace) -> dict[str, Any]:
@@ -585,111 +276,6 @@ def print_final(results: list[dict[str, Any]], args: argparse.Namespace) -> dict
     return summary
 
 
-# -- profiling: the server side in-process --------------------------------------------------
-
-async def profile_backend(db: Database, n: int, concurrency: int, top: int,
-                          out_dir: Path) -> None:
-    """N requests of the 3:1 mix through the ASGI app (httpx ASGITransport) under cProfile;
-    prints the top functions by own time and by cumulative time, per request."""
-    import cProfile
-    import pstats
-
-    import httpx
-
-    from omium.api.app import create_app
-    from omium.api.auth import create_tenant_with_key
-    from omium.api.settings import Settings
-
-    await db.open()
-    try:
-        app = create_app(Settings(database_url=db.url))
-        async with app.router.lifespan_context(app):
-            store = app.state.store
-            _, key = await create_tenant_with_key(store, "apiprof")
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://omium",
-                                         headers={"Authorization": f"Bearer {key}"}) as client:
-                r = await client.post("/api/v1/workflows", json=workflow_definition())
-                r.raise_for_status()
-                wf_id = r.json()["id"]
-                ids: list[str] = []
-                counter = itertools.count()
-                rnd = random.Random(0)
-
-                async def conn(total: int) -> None:
-                    while (i := next(counter)) < total:
-                        if i % 4 == 3 and ids:
-                            resp = await client.get("/api/v1/executions/"
-                                                    + ids[rnd.randrange(len(ids))])
-                        else:
-                            resp = await client.post("/api/v1/executions", json={
-                                "workflow_id": wf_id,
-                                "inputs": {"applicant_id": f"P-{i}", "step": 0}})
-                            if resp.status_code == 202:
-                                ids.append(resp.json()["execution_id"])
-                        if resp.status_code >= 300:
-                            raise RuntimeError(f"{resp.status_code}: {resp.text[:300]}")
-
-                await asyncio.gather(*(conn(max(40, n // 10)) for _ in range(concurrency)))
-                counter = itertools.count()
-                main_prof, db_prof = cProfile.Profile(), cProfile.Profile()
-                pool = getattr(getattr(store, "driver", None), "_pool", None)
-                db_thread = pool is not None and hasattr(pool, "submit")  # SQLite's one thread
-                if db_thread:
-                    pool.submit(db_prof.enable).result()
-                started, cpu0 = time.perf_counter(), time.process_time()
-                main_prof.enable()
-                await asyncio.gather(*(conn(n) for _ in range(concurrency)))
-                main_prof.disable()
-                wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-                if db_thread:
-                    pool.submit(db_prof.disable).result()
-        profiles = [("event-loop thread (client + server)", main_prof, "main")]
-        if db_thread:
-            profiles.append(("SQLite driver thread", db_prof, "sqlite-thread"))
-        print(f"\n== profile, {db.name}: {n} requests (3 POST : 1 GET) at concurrency "
-              f"{concurrency}, in-process: {wall:.2f} s wall, {cpu:.2f} s CPU "
-              f"({1e3 * cpu / n:.3f} ms CPU/request, profiler overhead included) ==")
-        app_ms = max((ct for (f, _l, fn), (_c, _n, _t, ct, _x) in
-                      pstats.Stats(main_prof).stats.items()  # type: ignore[attr-defined]
-                      if f.endswith("fastapi/applications.py") and fn == "__call__"),
-                     default=float("nan")) * 1e3 / n
-        print(f"the ASGI app itself (fastapi/applications.py __call__, cumulative, event-loop "
-              f"thread, time while suspended excluded): {app_ms:.3f} ms/request; the rest of "
-              "the event-loop thread is the httpx client, the loop and idle polling")
-        if db_thread:
-            print("the SQLite thread's times are wall time inside each call: a C call that "
-                  "releases the GIL (sqlite3 execute) also counts the wait to take it back")
-        print("calls/req: a coroutine counts one call per resumption")
-        for title, prof, stem in profiles:
-            path = out_dir / f"api_profile_{db.name}_{stem}.prof"
-            prof.dump_stats(str(path))
-            for sort in ("tottime", "cumulative"):
-                print(f"\n-- {title}, by {sort} (ms per request = time / {n}); {path} --")
-                _print_stats(pstats.Stats(prof), sort, top, n)
-    finally:
-        await db.close()
-
-
-def _print_stats(stats: Any, sort: str, top: int, n: int) -> None:
-    rows = []
-    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
-        rows.append((tt if sort == "tottime" else ct, nc, tt, ct, filename, line, func))
-    rows.sort(reverse=True)
-    print(f"{'own ms/req':>10} {'cum ms/req':>10} {'calls/req':>9}  function")
-    for _key, nc, tt, ct, filename, line, func in rows[:top]:
-        short = _short_path(filename)
-        print(f"{1e3 * tt / n:>10.3f} {1e3 * ct / n:>10.3f} {nc / n:>9.1f}  "
-              f"{short}:{line}({func})")
-
-
-def _short_path(filename: str) -> str:
-    for marker in ("/site-packages/", "/src/", "/lib/python3"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
-
-
 # -- main -------------------------------------------------------------------------------------
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -711,9 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=_DefaultsFormatter)
     p.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both",
                    help="'both' skips PostgreSQL when no server URL is given")
-    p.add_argument("--postgres", metavar="URL", default=os.environ.get(PG_ENV),
-                   help=f"PostgreSQL server URL (default ${PG_ENV}); a fresh database is "
-                        "created on it and dropped after")
+    add_postgres_option(p, "; a fresh database is created on it and dropped after")
     p.add_argument("--duration", type=float,
                    help="seconds of measured mixed load per backend (default 60; 10 with "
                         "--quick)")

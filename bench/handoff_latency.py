@@ -52,6 +52,7 @@ if str(ROOT) not in sys.path:
 from jsonschema import Draft202012Validator  # noqa: E402
 
 from bench._agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
+from bench._common import add_timed_counts, percentile  # noqa: E402
 from omium.agents.python import PythonAgent  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
 from omium.schemas import compiled  # noqa: E402
@@ -61,13 +62,6 @@ from omium.workflow.model import AgentSpec  # noqa: E402
 TARGET_P99_MS = 5.0
 RECEIVER = "credit_scorer"
 SENDER = "kyc_agent"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
 
 
 def receiver_agent() -> PythonAgent:
@@ -138,10 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Handoff latency (JSON Schema 2020-12 validation + acks) of a ~10 KB "
                     "applicant record, without a store, with an accept hook, and with SQLite.")
-    parser.add_argument("--handoffs", type=int, default=2000,
-                        help="timed handoffs per mode (default 2000)")
-    parser.add_argument("--warmup", type=int, default=100,
-                        help="untimed handoffs per mode first (default 100)")
+    add_timed_counts(parser, "--handoffs", "handoffs per mode", 2000, 100)
     parser.add_argument("--transactions", type=int, default=48,
                         help="transactions in the applicant record (default 48: ~10 KB)")
     args = parser.parse_args(argv)

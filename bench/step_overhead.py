@@ -57,7 +57,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -68,39 +67,29 @@ if str(ROOT) not in sys.path:
 
 from jsonschema import Draft202012Validator  # noqa: E402
 
-from bench._agents import STEP_SCHEMA, noop  # noqa: E402
+from bench._agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
+from bench._common import (  # noqa: E402
+    FreshPgDatabase,
+    add_postgres_option,
+    add_timed_counts,
+    percentile,
+)
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
 from omium.engine.executor import MultiAgentExecutor  # noqa: E402
 from omium.engine.plan import prepare  # noqa: E402
 from omium.store import CheckpointRecord, ExecutionRecord, open_store  # noqa: E402
 
 N_AGENTS = 10
-INPUTS = {"applicant_id": "APP-2025-0142", "step": 0}
-PG_ENV = "OMIUM_TEST_POSTGRES_URL"
+INPUTS = NOOP_INPUTS
 T = TypeVar("T")
 
 
 def workflow(n_agents: int = N_AGENTS) -> dict[str, Any]:
     """The benchmark workflow: a chain of no-op agents with small input schemas."""
-    return {
-        "name": "bench_noop_chain",
-        "execution_order": "sequential",
-        "base_dir": str(ROOT),  # so "bench._agents:noop" imports from any working directory
-        "inputs": INPUTS,
-        "agents": [{"id": f"agent_{i}", "framework": "python",
-                    "definition": {"callable": "bench._agents:noop"},
-                    "input_schema": STEP_SCHEMA} for i in range(n_agents)],
-    }
+    return noop_workflow("bench_noop_chain", n_agents, STEP_SCHEMA)
 
 
 # -- statistics -----------------------------------------------------------------------------
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
 
 def summarise(times_s: list[float]) -> dict[str, float]:
     ms = [t * 1000 for t in times_s]
@@ -311,28 +300,10 @@ async def run_breakdown(url: str, iterations: int, warmup: int) -> dict[str, flo
 
 # -- PostgreSQL: a throwaway database on the given server ---------------------------------
 
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
-async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def on_fresh_pg_database(url: str, fn: Callable[[str], Awaitable[T]]) -> T:
     """Run ``fn(database_url)`` on a new database of the server at ``url``, then drop it."""
-    name = "omium_bench_" + uuid.uuid4().hex[:12]
-    await _pg_admin(url, f"CREATE DATABASE {name}")
-    try:
-        return await fn(_with_db(url, name))
-    finally:
-        await _pg_admin(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    async with FreshPgDatabase(url, "omium_bench_") as db:
+        return await fn(db.url)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -341,13 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Per-agent engine overhead (checkpoint + handoff) of a 10-agent "
                     "sequential no-op workflow: Omium on SQLite/PostgreSQL vs LangGraph.")
-    parser.add_argument("--executions", type=int, default=200,
-                        help="timed executions per backend (default 200)")
-    parser.add_argument("--warmup", type=int, default=20,
-                        help="untimed executions per backend first (default 20)")
-    parser.add_argument("--postgres", metavar="URL", default=os.environ.get(PG_ENV),
-                        help=f"PostgreSQL server URL (default ${PG_ENV}); a fresh database "
-                             "is created on it for the run and dropped afterwards")
+    add_timed_counts(parser, "--executions", "executions per backend", 200, 20)
+    add_postgres_option(parser, "; a fresh database is created on it for the run and dropped "
+                                "afterwards")
     parser.add_argument("--skip-langgraph", action="store_true",
                         help="measure Omium and the direct baseline only")
     parser.add_argument("--no-breakdown", action="store_true",

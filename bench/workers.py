@@ -60,7 +60,6 @@ import contextlib
 import cProfile
 import io
 import json
-import os
 import platform
 import pstats
 import sys
@@ -72,6 +71,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._agents import NOOP_INPUTS, noop_workflow  # noqa: E402
+from bench._common import PG_ENV, add_postgres_option  # noqa: E402
 from bench._machine import busy_fraction, cores, machine_cpu  # noqa: E402
 from bench._workers_util import (  # noqa: E402
     Audit,
@@ -86,22 +87,13 @@ from omium.engine.plan import prepare  # noqa: E402
 from omium.store import open_store  # noqa: E402
 
 N_AGENTS = 3
-INPUTS = {"applicant_id": "APP-2025-0142", "step": 0}
-PG_ENV = "OMIUM_TEST_POSTGRES_URL"
+INPUTS = NOOP_INPUTS
 POLL_S = 0.05
 
 
 def workflow(n_agents: int = N_AGENTS) -> dict[str, Any]:
     """The benchmark workflow: a chain of no-op Python agents."""
-    return {
-        "name": "bench_workers_noop",
-        "execution_order": "sequential",
-        "base_dir": str(ROOT),  # so "bench._agents:noop" imports from any working directory
-        "inputs": INPUTS,
-        "agents": [{"id": f"agent_{i}", "framework": "python",
-                    "definition": {"callable": "bench._agents:noop"}}
-                   for i in range(n_agents)],
-    }
+    return noop_workflow("bench_workers_noop", n_agents)
 
 
 def stored_definition() -> dict[str, Any]:
@@ -251,9 +243,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Executions completed per second by 1, 2 and 4 `omium worker` processes "
                     "(3-agent no-op workflow, PostgreSQL; optionally SQLite).")
-    p.add_argument("--postgres", metavar="URL", default=os.environ.get(PG_ENV),
-                   help=f"PostgreSQL server URL (default ${PG_ENV}); required. A fresh "
-                        "database is created on it for the run and dropped afterwards")
+    add_postgres_option(p, "; required. A fresh database is created on it for the run and "
+                           "dropped afterwards")
     p.add_argument("--executions", type=int, default=1000,
                    help="queued executions per worker count (default 1000)")
     p.add_argument("--workers", type=_counts, default=[1, 2, 4], metavar="K,K,...",
