@@ -120,6 +120,8 @@ async def test_300_executions_survive_a_killed_worker(database_url: str, tmp_pat
                 events = {i: await store.get_events(i) for i in ids}
             async with http.get(f"{base}/api/v1/executions/{ids[0]}") as r:
                 assert r.status == 200 and (await r.json())["status"] == "completed"
+            async with http.get(f"{base}/metrics") as r:  # summed over both API processes
+                metrics_text = await r.text()
     finally:
         for p in procs:
             if p.poll() is None:
@@ -128,6 +130,8 @@ async def test_300_executions_survive_a_killed_worker(database_url: str, tmp_pat
             p.wait(20)
 
     assert all(r is not None and r.status == "completed" for r in recs.values())
+    assert 'omium_executions_started_total{framework="python",tenant_id="acme"} 300.0' \
+        in metrics_text
     # Same results as an undisturbed run of this workflow.
     assert {json.dumps(r.result["output"]) for r in recs.values()} == {  # type: ignore[union-attr]
         json.dumps({"total": 4, "by": "s4"})}
