@@ -20,7 +20,28 @@ from omium.workflow import AgentSpec, ConsensusSpec, RetryPolicy, WorkflowDef, l
 
 __version__ = "0.1.0"
 
-__all__ = [
+# Heavier layers load on first use, so `import omium` (and every CLI call) stays fast.
+_LAZY = {
+    "LLMRouter": "omium.llm.router",
+    "LLMConfig": "omium.llm.config",
+    "BackendConfig": "omium.llm.config",
+    "load_llm_config": ("omium.llm.config", "load_config"),
+    "Ledger": "omium.billing.ledger",
+    "Worker": "omium.engine.worker",
+    "create_app": "omium.api.app",
+}
+
+
+def __getattr__(name: str) -> object:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'omium' has no attribute {name!r}")
+    module_name, attr = target if isinstance(target, tuple) else (target, name)
+    import importlib
+
+    return getattr(importlib.import_module(module_name), attr)
+
+__all__ = [  # noqa: RUF022 -- the lazy names last
     "Ack",
     "Agent",
     "AgentContext",
@@ -49,4 +70,11 @@ __all__ = [
     "open_store",
     "prepare",
     "register_agent",
+    "BackendConfig",
+    "LLMConfig",
+    "LLMRouter",
+    "Ledger",
+    "Worker",
+    "create_app",
+    "load_llm_config",
 ]
