@@ -70,6 +70,8 @@ async def _drop_pg_database(url: str) -> None:
 def _default_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Code that uses the default store (the plan's own tests) writes to a per-test file.
     monkeypatch.setenv(URL_ENV, f"sqlite:///{tmp_path}/default.db")
+    # API clients may name agents from these packages only (the tests' own agents).
+    monkeypatch.setenv("OMIUM_ALLOWED_MODULES", "tests,examples,bench")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

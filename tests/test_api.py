@@ -217,3 +217,17 @@ async def test_list_executions_keyset_pagination(any_api: Api) -> None:
     for params in ({"status": "sleeping"}, {"limit": 0}, {"limit": 501}, {"cursor": "!!"}):
         assert (await api.client.get(f"{V1}/executions", params=params,
                                      headers=h)).status_code == 422
+
+
+async def test_clients_cannot_name_arbitrary_code_as_an_agent(api: Api) -> None:
+    _, headers = await api.tenant("mallory")
+    evil = {"name": "x", "agents": [{"id": "a", "definition": {"callable": "os:system"}},
+                                    {"id": "b", "definition": {"callable": ECHO,
+                                                               "accept": "builtins:exec"}}]}
+    for path, body in ((f"{V1}/workflows", evil), (f"{V1}/executions", {"workflow": evil})):
+        r = await api.client.post(path, json=body, headers=headers)
+        assert r.status_code == 422, r.text
+        locs = [d["loc"] for d in r.json()["detail"]]
+        assert locs == ["agents[0] (a).definition.callable", "agents[1] (b).definition.accept"]
+        assert "not allowed over the API" in r.json()["detail"][0]["msg"]
+    assert await api.store.list_executions() == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -33,14 +34,52 @@ class PreparedWorkflow:
         return {n.id: list(n.deps) for n in self.plan.nodes.values() if not n.is_vote}
 
 
+ALLOWED_ENV = "OMIUM_ALLOWED_MODULES"
+DEFAULT_ALLOWED = ("examples",)
+
+
+def allowed_modules() -> tuple[str, ...]:
+    """Packages whose functions API clients may name as agents (comma-separated in
+    $OMIUM_ALLOWED_MODULES; default: the bundled examples). Anything else (``os:system``)
+    would let a tenant run arbitrary code on the server."""
+    raw = os.environ.get(ALLOWED_ENV)
+    if raw is None:
+        return DEFAULT_ALLOWED
+    return tuple(m.strip().rstrip(".") for m in raw.split(",") if m.strip())
+
+
+def _callable_problems(definition: dict[str, Any]) -> list[FieldProblem]:
+    allowed = allowed_modules()
+    problems = []
+    agents = definition.get("agents") if isinstance(definition, dict) else None
+    for i, agent in enumerate(agents if isinstance(agents, list) else []):
+        spec = agent.get("definition") if isinstance(agent, dict) else None
+        if not isinstance(spec, dict):
+            continue
+        for key in ("callable", "accept"):
+            ref = spec.get(key)
+            if not isinstance(ref, str):
+                continue
+            module = ref.split(":", 1)[0]
+            if not any(module == m or module.startswith(m + ".") for m in allowed):
+                problems.append(FieldProblem(
+                    f"agents[{i}] ({agent.get('id')}).definition.{key}",
+                    f"module {module!r} is not allowed over the API (allowed: "
+                    f"{', '.join(allowed) or 'none'}; set {ALLOWED_ENV})"))
+    return problems
+
+
 def validate_definition(definition: dict[str, Any], *, from_client: bool = True
                         ) -> tuple[Plan, dict[str, Any]]:
     """``prepare`` it. A client may not set ``base_dir``: its callables resolve from the
-    server's installed packages, never from a folder the client names."""
+    server's installed packages, never from a folder the client names; and only from the
+    allowed packages, checked before anything is imported."""
     if from_client and isinstance(definition, dict) and "base_dir" in definition:
         raise WorkflowValidationError([FieldProblem(
             "base_dir", "not accepted over the API: callables resolve from the server's "
             "installed packages")])
+    if from_client and (problems := _callable_problems(definition)):
+        raise WorkflowValidationError(problems)
     plan = prepare(definition)
     return plan, plan.workflow.model_dump(mode="json", exclude_none=True)
 
