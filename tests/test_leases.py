@@ -97,3 +97,15 @@ async def test_workers_heartbeat(store: Store) -> None:
     assert await store.live_workers(5) == 2
     await store.worker_stopped("w2")
     assert await store.live_workers(5) == 1
+
+
+async def test_resume_refuses_an_execution_that_workers_own(store: Store) -> None:
+    from omium import MultiAgentExecutor
+    from omium.errors import ExecutionStateError
+
+    await store.create_execution(_queued("owned"))
+    assert await store.claim_execution("w", 0.01) is not None
+    await asyncio.sleep(0.03)  # the lease expired: a worker will reclaim it, not the CLI
+    async with MultiAgentExecutor(store) as ex:
+        with pytest.raises(ExecutionStateError, match="run by workers"):
+            await ex.resume("owned")

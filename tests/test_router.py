@@ -228,3 +228,29 @@ def load_config_with_prices(folder: Path, prices: str) -> LLMConfig:
 
     (folder / "cfg.yaml").write_text(f"prices: {prices}\n")
     return load_config(folder / "cfg.yaml")
+
+
+async def test_a_200_without_an_answer_is_a_backend_failure(hosted: FakeOpenAIServer) -> None:
+    from aiohttp import web
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.json_response({"choices": []})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        cfg = parse_config({"backends": [
+            {"name": "local", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m"},
+            {"name": "openai", "base_url": hosted.base_url, "model": "gpt-3.5-turbo",
+             "kind": "hosted", "priority": 10}]})
+        async with LLMRouter(cfg) as router:
+            result = await router.chat(MSG)
+            assert result.backend == "openai" and "protocol" in result.errors["local"]
+            assert router.breakers["local"].consecutive_failures == 1
+    finally:
+        await runner.cleanup()

@@ -125,11 +125,13 @@ class MultiAgentExecutor:
         check_inputs(plan, inputs)
         store = await self.store()
         definition = plan.workflow.model_dump(mode="json", exclude_none=True)
-        workflow_id = await store.put_workflow(plan.workflow.name, definition)
+        workflow_id = await store.put_workflow(plan.workflow.name, definition, self.tenant_id)
         rec, created = await store.create_execution(ExecutionRecord(
             execution_id, plan.workflow.name, definition, inputs, status=RUNNING,
             tenant_id=self.tenant_id, workflow_id=workflow_id))
         if not created:
+            if rec.tenant_id != self.tenant_id:  # another tenant's id: it does not exist
+                raise ExecutionNotFoundError(execution_id)
             return result_from_record(rec)
         return await self._run(store, plan, rec).drive(fresh=True)
 
@@ -161,9 +163,12 @@ class MultiAgentExecutor:
             return result_from_record(rec)
         if rec.status not in (RUNNING, FAILED, "queued"):
             return result_from_record(rec)
-        if rec.lease_expires_at is not None and rec.lease_expires_at > time.time():
-            raise ExecutionStateError(f"execution {execution_id} is running on worker "
-                                      f"{rec.lease_owner}")
+        if rec.status == RUNNING and rec.lease_expires_at is not None:
+            # Workers own it: a live one is running it, or one will reclaim it once the lease
+            # expires. Driving it here too would run its agents twice, unfenced.
+            raise ExecutionStateError(f"execution {execution_id} is run by workers (lease "
+                                      f"holder {rec.lease_owner}); a worker reclaims it when "
+                                      "its lease expires")
         plan = prepare(rec.definition)
         events = [EventRecord(execution_id, "resumed", None, {"from_status": rec.status},
                               time.time())]
@@ -204,24 +209,29 @@ class MultiAgentExecutor:
                     finished_at=time.time()):
                 raise ExecutionStateError(f"execution {execution_id} was reviewed already")
             return result_from_record(await self._record(execution_id))
+        waiting = [c for c in await store.get_consensus(execution_id)
+                   if c.outcome == "manual_review" and c.reviewed_decision is None]
+        if waiting:
+            # The vote's decision is written before the status changes: a worker that claims
+            # the execution the moment it is queued must find the reviewed vote.
+            vote = waiting[-1]
+            if not await store.review_consensus(execution_id, vote.node_id, decision):
+                raise ExecutionStateError(f"execution {execution_id} was reviewed already")
+            output = {**vote.result, "decision": decision, "outcome": "reviewed",
+                      "reviewed_by": reviewer or "human"}
+            now = time.time()
+            node = plan.nodes[vote.node_id]
+            if not await store.save_checkpoint(
+                    CheckpointRecord(execution_id, vote.node_id, node.index, 1, output, now,
+                                     now),
+                    events=[EventRecord(execution_id, "recovery_succeeded", vote.node_id,
+                                        {"strategy": "manual_review"}, now)]):
+                raise ExecutionStateError(f"execution {execution_id} was reviewed already")
         # The service hands the rest to a worker (queued); the CLI continues right here.
         if not await store.update_execution(execution_id, status=RUNNING if drive else "queued",
                                             expect_status=[AWAITING_REVIEW], events=[event],
                                             failed_agent=None, failure_type=None, error=None):
             raise ExecutionStateError(f"execution {execution_id} was reviewed already")
-        waiting = [c for c in await store.get_consensus(execution_id)
-                   if c.outcome == "manual_review" and c.reviewed_decision is None]
-        if waiting:
-            vote = waiting[-1]
-            await store.review_consensus(execution_id, vote.node_id, decision)
-            output = {**vote.result, "decision": decision, "outcome": "reviewed",
-                      "reviewed_by": reviewer or "human"}
-            now = time.time()
-            node = plan.nodes[vote.node_id]
-            await store.save_checkpoint(
-                CheckpointRecord(execution_id, vote.node_id, node.index, 1, output, now, now),
-                events=[EventRecord(execution_id, "recovery_succeeded", vote.node_id,
-                                    {"strategy": "manual_review"}, now)])
         if not drive:
             return result_from_record(await self._record(execution_id))
         rec.status = RUNNING

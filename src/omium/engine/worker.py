@@ -157,13 +157,33 @@ class Worker:
     async def _hold_lease(self, rec: ExecutionRecord, epoch: int,
                           drive: asyncio.Future[Any]) -> None:
         """Renew the lease until the run ends; stop the run if the lease is lost or the
-        execution is cancelled."""
+        execution is cancelled. However this ends (cancelled by a shutdown, an error), the
+        run is stopped first: it must never outlive the lease that fences it."""
+        try:
+            await self._renew_until_done(rec, epoch, drive)
+        finally:
+            if not drive.done():
+                drive.cancel()
+                with contextlib.suppress(BaseException):
+                    await drive
+
+    async def _renew_until_done(self, rec: ExecutionRecord, epoch: int,
+                                drive: asyncio.Future[Any]) -> None:
+        renewed = time.monotonic()
         while True:
             done, _ = await asyncio.wait([drive], timeout=self.lease_s / 3)
             if done:
                 drive.result()  # re-raise StaleLeaseError and friends
                 return
-            ours, cancel = await self.store.renew_lease(rec.id, epoch, self.lease_s)
+            try:
+                ours, cancel = await self.store.renew_lease(rec.id, epoch, self.lease_s)
+            except Exception:  # a blip: keep trying while the lease we hold lasts
+                if time.monotonic() - renewed < self.lease_s:
+                    log.warning("execution %s: lease renewal failed; retrying", rec.id)
+                    continue
+                raise StaleLeaseError(f"execution {rec.id}: lease could not be renewed"
+                                      ) from None
+            renewed = time.monotonic()
             if not ours or cancel:
                 drive.cancel()
                 with contextlib.suppress(BaseException):

@@ -87,15 +87,16 @@ class Backend:
                 if body.get("stream"):
                     return await self._read_stream(resp, body, on_delta)
                 data = await resp.json(content_type=None)
+                # A 200 without a usable answer is the backend's failure too: fall back.
+                return self._parse(data, body)
         except (BackendFailure, LLMRequestError):
             raise
         except TimeoutError as err:
             raise BackendFailure("timeout", f"timed out: {err or 'no answer'}") from None
         except aiohttp.ClientError as err:
             raise BackendFailure("connection", f"{type(err).__name__}: {err}") from None
-        except (ValueError, KeyError, TypeError) as err:
-            raise BackendFailure("protocol", f"malformed response: {err}") from None
-        return self._parse(data, body)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            raise BackendFailure("protocol", f"malformed response: {err!r}") from None
 
     async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
         try:

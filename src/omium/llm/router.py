@@ -229,11 +229,13 @@ class LLMRouter:
         m.completion_tokens.inc(usage.completion_tokens)
         if self.ledger is not None:
             assert idempotency_key is not None
-            result.billed = await self.ledger.charge(UsageRecord(
+            # Shielded: tokens were spent, so a timeout or cancel of the caller must not roll
+            # the charge back half-way (PostgreSQL would abandon the transaction).
+            result.billed = await asyncio.shield(self.ledger.charge(UsageRecord(
                 idempotency_key, tenant_id, backend.name, model, backend.cfg.kind,
                 usage.prompt_tokens, usage.completion_tokens, dollars_to_nano(cost),
                 result.latency_ms, usage.cached_tokens, usage.estimated, fallback,
-                execution_id, agent_id))
+                execution_id, agent_id)))
         return result
 
 

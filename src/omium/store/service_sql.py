@@ -167,10 +167,12 @@ class ServiceSql:
         return (True, bool(rows[0]["cancel_requested"])) if rows else (False, False)
 
     async def release_lease(self, execution_id: str, epoch: int) -> bool:
-        """Give an unfinished execution back to the queue (graceful shutdown)."""
+        """Give an unfinished execution back to the queue (graceful shutdown). The epoch moves
+        on, so nothing the releasing worker might still write can land."""
         return bool(await self.driver.execute(
             "UPDATE executions SET status = 'queued', lease_owner = NULL, "
-            "lease_expires_at = NULL, updated_at = :ts WHERE id = :e AND lease_epoch = :epoch "
+            "lease_expires_at = NULL, lease_epoch = lease_epoch + 1, updated_at = :ts "
+            "WHERE id = :e AND lease_epoch = :epoch "
             "AND status = 'running'", {"e": execution_id, "epoch": epoch, "ts": time.time()}))
 
     async def queue_depth(self) -> int:

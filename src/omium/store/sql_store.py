@@ -287,7 +287,7 @@ class SqlStore(BillingSql, ServiceSql, Store):
     async def review_consensus(self, execution_id: str, node_id: str, decision: str) -> bool:
         count = await self.driver.execute(
             "UPDATE consensus_results SET reviewed_decision = :d, reviewed_at = :ts "
-            "WHERE execution_id = :e AND node_id = :node AND outcome = 'manual_review' "
-            "AND reviewed_decision IS NULL",
+            "WHERE id = (SELECT MAX(id) FROM consensus_results WHERE execution_id = :e "
+            "AND node_id = :node AND outcome = 'manual_review') AND reviewed_decision IS NULL",
             {"d": decision, "ts": time.time(), "e": execution_id, "node": node_id})
         return count == 1
