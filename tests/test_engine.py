@@ -223,3 +223,18 @@ async def test_a_run_cancelled_meanwhile_stays_cancelled(sqlite_store: Store, tm
     assert result.status == "cancelled"
     rec = await sqlite_store.get_execution("cx")
     assert rec is not None and rec.status == "cancelled"
+
+
+async def test_the_rollback_budget_spans_resumes(sqlite_store: Store, tmp_path,
+                                                 monkeypatch) -> None:
+    monkeypatch.setenv("OMIUM_TEST_COUNTER", str(tmp_path / "n"))
+    never = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 100}}}
+    wf = {"agents": [agent("producer", "counter"),
+                     agent("consumer", "echo", input_schema=never, on_failure="rollback",
+                           max_rollbacks=1)]}
+    async with MultiAgentExecutor(sqlite_store) as ex:
+        first = await ex.execute("rb2", wf)
+        second = await ex.resume("rb2")
+    assert (first.status, second.status) == ("failed", "failed")
+    assert second.failure_type == "validation_error"
+    assert (tmp_path / "n").read_text() == "2"  # one rollback in all, not one per resume

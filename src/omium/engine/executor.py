@@ -158,7 +158,8 @@ class MultiAgentExecutor:
                     execution_id, status="queued", expect_status=[FAILED], events=[
                         EventRecord(execution_id, "resumed", None, {"from_status": FAILED},
                                     time.time())],
-                    failed_agent=None, failure_type=None, error=None, finished_at=None):
+                    failed_agent=None, failure_type=None, error=None, finished_at=None,
+                    cancel_requested=0):  # an old cancel request must not stop the new run
                 rec = await self._record(execution_id)
             return result_from_record(rec)
         if rec.status not in (RUNNING, FAILED, "queued"):

@@ -91,6 +91,12 @@ class Run:
                     self.votes[cp.agent_id] = cp.output
                 self._emit("agent_reused", cp.agent_id, attempts=cp.attempt,
                            duration_s=cp.finished_at - cp.started_at, served_by=cp.served_by)
+        if not fresh and any(n.spec is not None and n.spec.strategy == "rollback"
+                             for n in self.plan.nodes.values()):
+            # The rollback budget spans resumes: count the rollbacks already made.
+            for ev in await self.store.get_events(self.rec.id):
+                if ev.type == "rollback" and ev.agent_id is not None:
+                    self.rollbacks[ev.agent_id] = self.rollbacks.get(ev.agent_id, 0) + 1
         pending = [n for n in self.plan.nodes if n not in self.done]
         running: dict[asyncio.Task[Any], str] = {}
         started = time.perf_counter()

@@ -30,7 +30,7 @@ def _load(text: str | None) -> Any:
 
 _EXEC_JSON = ("definition", "inputs", "decision", "result")
 _EXEC_FIELDS = ("decision", "result", "error", "failed_agent", "failure_type", "finished_at",
-                "lease_owner", "lease_expires_at")
+                "lease_owner", "lease_expires_at", "cancel_requested")
 
 
 def _execution(row: dict[str, Any]) -> ExecutionRecord:
