@@ -88,6 +88,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (for tests that only make sense there)."""
+    if _pg_url() is None:
+        pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (scripts/test.sh does)")
+    url = asyncio.run(_make_pg_database())
+    yield url
+    asyncio.run(_drop_pg_database(url))
+
+
+@pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     s = open_store(database_url)
     await s.connect()

@@ -15,16 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from omium import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ["s1", "s2", "s3", "s4"]
 N = 300
-pytestmark = pytest.mark.skipif(not os.environ.get("OMIUM_TEST_POSTGRES_URL"),
-                                reason="needs PostgreSQL: set OMIUM_TEST_POSTGRES_URL "
-                                       "(scripts/test.sh does)")
 
 WORKFLOW = {"name": "cluster", "inputs": {"total": 0}, "agents": [
     {"id": a, "definition": {"callable": "tests.agents_for_tests:side_effect"},
@@ -59,9 +55,8 @@ async def _wait_http(url: str, within: float = 30) -> None:
     raise AssertionError(f"{url} never came up")
 
 
-async def test_300_executions_survive_a_killed_worker(database_url: str, tmp_path: Path) -> None:
-    if not database_url.startswith("postgres"):
-        pytest.skip("the multi-process cluster runs on PostgreSQL (SQLite is single-node)")
+async def test_300_executions_survive_a_killed_worker(postgres_url: str, tmp_path: Path) -> None:
+    database_url = postgres_url  # multi-machine scale is PostgreSQL plus more processes
     effects = tmp_path / "effects.jsonl"
     env = {**os.environ, "OMIUM_DATABASE_URL": database_url,
            "OMIUM_TEST_EFFECTS": str(effects), "OMIUM_TEST_STEP_S": "0.02"}
