@@ -79,17 +79,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     """A fresh, empty database URL for each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/omium.db"
-        return
-    if _pg_url() is None:
-        pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (scripts/test.sh does)")
-    url = asyncio.run(_make_pg_database())
-    yield url
-    asyncio.run(_drop_pg_database(url))
+    else:
+        yield from _fresh_pg_database()
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database (for tests that only make sense there)."""
+    yield from _fresh_pg_database()
+
+
+def _fresh_pg_database() -> Iterator[str]:
     if _pg_url() is None:
         pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (scripts/test.sh does)")
     url = asyncio.run(_make_pg_database())

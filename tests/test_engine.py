@@ -18,6 +18,14 @@ def agent(agent_id: str, fn: str, **extra: Any) -> dict[str, Any]:
     return {"id": agent_id, "definition": {"callable": T + fn}, **extra}
 
 
+def rollback_workflow(min_n: int, max_rollbacks: int) -> dict[str, Any]:
+    """A counter producer; a consumer that needs n >= min_n and rolls the producer back."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": min_n}}}
+    return {"agents": [agent("producer", "counter"),
+                       agent("consumer", "echo", input_schema=schema, on_failure="rollback",
+                             max_rollbacks=max_rollbacks)]}
+
+
 class FakeSleep:
     """Records backoff delays instead of sleeping."""
 
@@ -109,10 +117,7 @@ async def test_fallback_agent_serves_when_retries_are_exhausted(store: Store,
 async def test_rollback_reruns_the_producer_of_bad_data(sqlite_store: Store, tmp_path,
                                                         monkeypatch) -> None:
     monkeypatch.setenv("OMIUM_TEST_COUNTER", str(tmp_path / "n"))
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 2}}}
-    wf = {"agents": [agent("producer", "counter"),
-                     agent("consumer", "echo", input_schema=schema, on_failure="rollback",
-                           max_rollbacks=2)]}
+    wf = rollback_workflow(min_n=2, max_rollbacks=2)
     async with MultiAgentExecutor(sqlite_store) as ex:
         result = await ex.execute("rb1", wf)
     # First output n=1 fails the consumer's schema; the producer re-runs and yields n=2.
@@ -228,10 +233,7 @@ async def test_a_run_cancelled_meanwhile_stays_cancelled(sqlite_store: Store, tm
 async def test_the_rollback_budget_spans_resumes(sqlite_store: Store, tmp_path,
                                                  monkeypatch) -> None:
     monkeypatch.setenv("OMIUM_TEST_COUNTER", str(tmp_path / "n"))
-    never = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 100}}}
-    wf = {"agents": [agent("producer", "counter"),
-                     agent("consumer", "echo", input_schema=never, on_failure="rollback",
-                           max_rollbacks=1)]}
+    wf = rollback_workflow(min_n=100, max_rollbacks=1)  # the consumer never accepts
     async with MultiAgentExecutor(sqlite_store) as ex:
         first = await ex.execute("rb2", wf)
         second = await ex.resume("rb2")

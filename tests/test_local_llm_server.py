@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from omium.llm.serve import (
     find_smollm2_gguf,
     plan_local_server,
     start_local_server,
+    stop_local_server,
 )
 
 GGUF = find_smollm2_gguf()
@@ -108,12 +108,7 @@ def local_server() -> Iterator[ServerPlan]:
     try:
         yield plan
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_local_server(process)
 
 
 async def _chat(plan: ServerPlan, content: str, **extra: Any) -> aiohttp.ClientResponse:

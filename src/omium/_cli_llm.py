@@ -39,6 +39,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         default_log_path,
         plan_local_server,
         start_local_server,
+        stop_local_server,
     )
 
     try:
@@ -59,8 +60,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     try:
         raise typer.Exit(proc.wait())
     except KeyboardInterrupt:
-        proc.terminate()
-        raise typer.Exit(proc.wait()) from None
+        raise typer.Exit(stop_local_server(proc)) from None
 
 
 async def _probe(cfg: LLMConfig) -> list[tuple[str, float | None, str | None]]:

@@ -115,7 +115,7 @@ def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JS
     progress = Progress(err, list(plan.nodes), quiet=as_json)
     with progress:
         result = run_async(_with_executor(db, lambda ex: ex.execute(
-            exec_id, plan.workflow, inputs, source=str(workflow)), progress))
+            exec_id, plan, inputs), progress))
     _finish(result, as_json, progress)
 
 

@@ -111,15 +111,17 @@ class MultiAgentExecutor:
         return Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
                    llm=self._llm(store, plan))
 
-    async def execute(self, execution_id: str, workflow_def: WorkflowDef | dict[str, Any],
-                      inputs: Any = None, *, source: str | None = None) -> ExecutionResult:
+    async def execute(self, execution_id: str,
+                      workflow_def: Plan | WorkflowDef | dict[str, Any], inputs: Any = None, *,
+                      source: str | None = None) -> ExecutionResult:
         """Start an execution and drive it to its end (or to a pause for review).
 
         An id that already exists is never started twice: its current state is returned
         (use ``resume`` to continue an interrupted one). Invalid definitions or inputs raise
         before anything is written.
         """
-        plan = prepare(workflow_def, source=source)
+        plan = workflow_def if isinstance(workflow_def, Plan) else prepare(workflow_def,
+                                                                            source=source)
         if inputs is None:
             inputs = plan.workflow.inputs if plan.workflow.inputs is not None else {}
         check_inputs(plan, inputs)

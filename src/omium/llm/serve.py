@@ -189,6 +189,16 @@ def _ready(url: str) -> bool:
         return False
 
 
+def stop_local_server(process: subprocess.Popen[bytes], timeout_s: float = 15) -> int:
+    """Terminate the server, killing it if it has not exited within ``timeout_s``."""
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 def default_log_path(plan: ServerPlan) -> Path:
     engine = plan.engine.replace(".", "")
     return Path(tempfile.gettempdir()) / f"omium-llm-{engine}-{plan.port}.log"
@@ -226,12 +236,7 @@ def start_local_server(
         if _ready(f"{plan.base_url}/models"):
             return process
         time.sleep(0.25)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_local_server(process)
     raise LocalServerUnavailable(
         f"{plan.engine} server not ready at {plan.base_url} after {wait_s:g}s; "
         f"last lines of {log}:\n{_tail(log)}"
