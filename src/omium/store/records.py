@@ -33,6 +33,7 @@ class ExecutionRecord:
     lease_expires_at: float | None = None
     lease_epoch: int = 0  # incremented by every claim; writes carry it (fencing)
     cancel_requested: bool = False
+    recoveries: int = 0  # reclaims after a lost worker (dead-lettered past max_recoveries)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class TenantRecord:
     balance_nano: int  # exact: 1 credit = $0.01 = 10_000_000 nano-dollars
     limited: bool  # False: no budget check (the CLI's "local" tenant by default)
     created_at: float = 0.0
+    overdraft_nano: int = 0  # how far below zero a limited tenant may go
 
 
 @dataclass
