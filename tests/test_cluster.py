@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 import aiohttp
 
 from omium import open_store
+from tests._processes import ROOT, free_port, omium, wait_http
 
-ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ["s1", "s2", "s3", "s4"]
 N = 300
 
@@ -27,32 +26,8 @@ WORKFLOW = {"name": "cluster", "inputs": {"total": 0}, "agents": [
      "retry": {"max_attempts": 1}} for a in AGENTS]}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _omium(*args: str, env: dict[str, str], **kw: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "omium.cli", *args], cwd=ROOT, env=env,
-                            **kw)  # type: ignore[call-overload]
-
-
 def _effects(path: Path) -> list[list]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
-async def _wait_http(url: str, within: float = 30) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(int(within / 0.1)):
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} never came up")
 
 
 async def test_300_executions_survive_a_killed_worker(postgres_url: str, tmp_path: Path) -> None:
@@ -64,16 +39,16 @@ async def test_300_executions_survive_a_killed_worker(postgres_url: str, tmp_pat
         subprocess.run, [sys.executable, "-m", "omium.cli", "tenants", "create", "acme",
                          "--json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     key = json.loads(created.stdout)["api_key"]
-    port = _port()
+    port = free_port()
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_omium("serve", "--port", str(port), "--processes", "2", "--no-workers",
-                            env=env, stderr=subprocess.DEVNULL))
-        workers = [_omium("worker", "--lease", "2", "--poll", "0.05", "--concurrency", "4",
-                          env=env, stderr=subprocess.DEVNULL) for _ in range(3)]
+        procs.append(omium("serve", "--port", str(port), "--processes", "2", "--no-workers",
+                           env=env, stderr=subprocess.DEVNULL))
+        workers = [omium("worker", "--lease", "2", "--poll", "0.05", "--concurrency", "4",
+                         env=env, stderr=subprocess.DEVNULL) for _ in range(3)]
         procs += workers
         base = f"http://127.0.0.1:{port}"
-        await _wait_http(f"{base}/health")
+        await wait_http(f"{base}/health")
         headers = {"Authorization": f"Bearer {key}"}
         async with aiohttp.ClientSession(headers=headers) as http:
             async with http.post(f"{base}/api/v1/workflows", json=WORKFLOW) as r:

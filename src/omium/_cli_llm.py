@@ -181,9 +181,26 @@ def credits_add(tenant: str, amount: str, db: DbOption = None,
         out.print(f"{tenant}: balance {balance} credits (${balance / 100})", highlight=False)
 
 
+@credits_app.command("overdraft")
+def credits_overdraft(tenant: str, amount: str, db: DbOption = None,
+                      as_json: JsonOption = False) -> None:
+    """Let a limited tenant's LLM calls take its balance down to -AMOUNT credits (0: never
+    below zero, the default)."""
+
+    async def go() -> Decimal:
+        async with open_store(db) as store:
+            return await Ledger(store).set_overdraft(tenant, amount)
+
+    overdraft = run_async(go())
+    if as_json:
+        print(json.dumps({"tenant_id": tenant, "overdraft_credits": str(overdraft)}))
+    else:
+        out.print(f"{tenant}: balance may go down to -{overdraft} credits", highlight=False)
+
+
 @credits_app.command("balance")
 def credits_balance(tenant: str, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """A tenant's balance in credits."""
+    """A tenant's available balance in credits: less what LLM calls in flight hold."""
 
     async def go() -> Decimal:
         async with open_store(db) as store:

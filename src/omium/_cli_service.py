@@ -27,7 +27,11 @@ def worker(db: DbOption = None,
                             ] = 10.0,
            grace: Annotated[float, typer.Option(help="Seconds to finish work on SIGTERM.")
                             ] = 30.0,
-           poll: Annotated[float, typer.Option(help="Idle poll interval, seconds.")] = 0.2
+           poll: Annotated[float, typer.Option(help="Idle poll interval, seconds.")] = 0.2,
+           max_recoveries: Annotated[int, typer.Option(
+               min=0, envvar="OMIUM_MAX_RECOVERIES",
+               help="Reclaims after a lost worker before an execution is failed as poison "
+                    "(max_recoveries_exceeded); a workflow's max_recoveries wins.")] = 3
            ) -> None:
     """Claim queued executions and run them (scale out: more processes, more machines)."""
     from omium.engine.worker import Worker
@@ -41,7 +45,7 @@ def worker(db: DbOption = None,
             loop.add_signal_handler(sig, stop.set)
         async with open_store(db) as store:
             w = Worker(store, concurrency=concurrency, lease_s=lease, grace_s=grace,
-                       poll_s=poll)
+                       poll_s=poll, max_recoveries=max_recoveries)
             err.print(f"worker {w.id} on {store.url}: concurrency {concurrency}, "
                       f"lease {lease:g}s", highlight=False)
             await w.run(stop)
@@ -80,23 +84,40 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           processes: Annotated[int, typer.Option(help="API processes on one port.")] = 1,
           no_workers: Annotated[bool, typer.Option(
               "--no-workers", help="Run the API alone (workers elsewhere).")] = False,
-          worker_concurrency: int = 4, db: DbOption = None) -> None:
+          worker_concurrency: int = 4,
+          max_recoveries: Annotated[int, typer.Option(
+              min=0, envvar="OMIUM_MAX_RECOVERIES",
+              help="In-process workers: reclaims after a lost worker before an execution is "
+                   "failed as poison.")] = 3,
+          db: DbOption = None) -> None:
     """The REST API (with in-process workers unless --no-workers)."""
     import uvicorn
 
     url = db or database_url()
     os.environ["OMIUM_DATABASE_URL"] = url
     os.environ["OMIUM_SERVE_WORKERS"] = "0" if no_workers else str(worker_concurrency)
+    os.environ["OMIUM_MAX_RECOVERIES"] = str(max_recoveries)  # read by each API process
     if processes > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Several processes serve /metrics: prometheus-client aggregates their files here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="omium-prom-")
+    from omium.api.settings import Settings
+    from omium.api.slowclients import MAX_HEAD_BYTES, PROTOCOL
+
+    try:  # every API process reads the same environment: refuse bad values once, here
+        settings = Settings.from_env()
+    except ValueError as bad:
+        fail(str(bad))
     key = run_async(_local_key(url))
     err.print(f"omium API on http://{host}:{port} ({processes} process(es), "
               f"{'no workers' if no_workers else f'{worker_concurrency} worker slots each'})\n"
               f"tenant 'local' key: {key}   (curl -H 'Authorization: Bearer {key}' ...)",
               highlight=False)
+    # Slow clients: the head deadline lives in PROTOCOL, the body's in the app.
     uvicorn.run("omium.api.app:create_app", factory=True, host=host, port=port,
-                workers=processes, log_level="warning", access_log=False)
+                workers=processes, log_level="warning", access_log=False, http=PROTOCOL,
+                timeout_keep_alive=settings.keepalive_s,  # type: ignore[arg-type]
+                limit_concurrency=settings.max_connections,
+                h11_max_incomplete_event_size=MAX_HEAD_BYTES)
 
 
 @tenants_app.command("create")

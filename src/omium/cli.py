@@ -24,7 +24,7 @@ from omium.billing.money import nano_to_dollars
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
 from omium.engine.plan import prepare
 from omium.engine.result import ExecutionResult
-from omium.errors import ExecutionStateError, OmiumError
+from omium.errors import OmiumError
 from omium.store import STATUSES, open_store
 from omium.workflow.loader import load_workflow
 
@@ -191,8 +191,8 @@ def cancel_execution(execution_id: str, db: DbOption = None, as_json: JsonOption
             rec = await store.get_execution(execution_id)
             if rec is None:
                 return None
-            if rec.status in ("completed", "cancelled"):
-                raise ExecutionStateError(f"execution {execution_id} is {rec.status}")
+            # The service's own cancel: an ended one is refused (exit 2), and a cancel
+            # records its ``cancelled`` event in the same transaction.
             return await store.request_cancel(execution_id, rec.tenant_id)
 
     status = run_async(go())

@@ -75,6 +75,17 @@ class ExecutionStateError(OmiumError):
     """An operation is not valid in the execution's current status (e.g. review a completed run)."""
 
 
+class IdempotencyKeyReusedError(OmiumError):
+    """An idempotency key was used again with a different workflow or inputs (Stripe's rule:
+    a key names one request; replaying it with another body is a client error)."""
+
+    def __init__(self, key: str, execution_id: str) -> None:
+        self.key = key
+        self.execution_id = execution_id
+        super().__init__(f"idempotency_key {key!r} was already used for execution "
+                         f"{execution_id} with a different workflow or inputs")
+
+
 class StaleLeaseError(OmiumError):
     """A write carried an old lease epoch: another worker owns the execution now."""
 
@@ -83,6 +94,18 @@ class AgentError(OmiumError):
     """Raised by agents to signal a failure with an explicit failure type."""
 
     failure_type = "exception"
+
+
+class AgentCrashedError(AgentError):
+    """An agent raised what would end the process or confuse the event loop (SystemExit,
+    KeyboardInterrupt, GeneratorExit, a CancelledError nobody asked for, StopIteration from a
+    thread): it is the agent's failure, carried as an ordinary exception. ``original`` is it."""
+
+    def __init__(self, original: BaseException) -> None:
+        self.original = original
+        text = str(original)
+        super().__init__(f"{type(original).__name__}: {text}" if text
+                         else type(original).__name__)
 
 
 class AgentTimeoutError(AgentError):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from omium.errors import FieldProblem
+from omium.agents._imports import declared_refs, resolve_ref
+from omium.errors import AgentCrashedError, FieldProblem
 from omium.workflow.model import AgentSpec
 
 if TYPE_CHECKING:
     from omium.llm.router import LLMRouter
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class Agent(ABC):
     entry-point group so other packages can add their own."""
 
     framework: ClassVar[str]
+    # The ``definition`` keys that name code ("module:name"): every one is checked by
+    # omium.agents.refs, against OMIUM_ALLOWED_MODULES when a client sent it. A kind that
+    # imports code from a key it does not declare here opens a hole.
+    reference_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: AgentSpec, base_dir: str | None = None) -> None:
         self.spec = spec
@@ -66,8 +75,17 @@ class Agent(ABC):
 
     @classmethod
     def check(cls, spec: AgentSpec, base_dir: str | None) -> list[FieldProblem]:
-        """Problems with ``spec.definition`` found before anything runs (paths relative to it)."""
-        return []
+        """Problems with ``spec.definition`` found before anything runs (paths relative to it).
+
+        By default: every declared reference field resolves, under the operator's rules."""
+        problems = []
+        for key in cls.reference_fields:
+            for path, ref in declared_refs(spec.definition, key):
+                try:
+                    resolve_ref(ref, base_dir)
+                except ValueError as err:
+                    problems.append(FieldProblem(path, str(err)))
+        return problems
 
     @abstractmethod
     async def run(self, inputs: Any, ctx: AgentContext) -> Any:
@@ -81,3 +99,23 @@ class Agent(ABC):
     async def accept(self, data: Any, ctx: AgentContext) -> Ack:
         """Acknowledge a handoff of valid data; override to refuse with a reason."""
         return ACCEPT
+
+
+async def contained(call: Awaitable[T]) -> T:
+    """Await agent code so that nothing it raises can end the process.
+
+    asyncio re-raises SystemExit and KeyboardInterrupt out of the event loop (ending
+    ``omium serve``) and lets other BaseExceptions escape ``except Exception``; here they become
+    an ``AgentCrashedError``, the agent's failure. A CancelledError passes only when this task
+    really is being cancelled: one the agent raised on its own is its failure too."""
+    try:
+        return await call
+    except Exception:
+        raise
+    except asyncio.CancelledError as err:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        raise AgentCrashedError(err) from err
+    except BaseException as err:
+        raise AgentCrashedError(err) from err

@@ -12,7 +12,7 @@ from typing import Any
 
 from omium.agents._imports import import_ref
 from omium.agents.base import Ack, Agent, AgentContext
-from omium.errors import FieldProblem
+from omium.errors import AgentCrashedError, FieldProblem
 from omium.workflow.model import AgentSpec
 
 # asyncio's default pool has min(32, cores + 4) threads: 6 here, which would cap a parallel
@@ -29,6 +29,19 @@ def _takes_context(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
+def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a sync agent in its pool thread. SystemExit and friends become the agent's failure
+    here, and so does StopIteration: an asyncio future refuses it and the call would hang."""
+    try:
+        return fn(*args)
+    except StopIteration as err:
+        raise AgentCrashedError(err) from err
+    except Exception:
+        raise
+    except BaseException as err:  # no real cancellation can reach a worker thread
+        raise AgentCrashedError(err) from err
+
+
 class PythonAgent(Agent):
     """``definition: {callable: "pkg.mod:fn", accept?: "pkg.mod:hook"}``.
 
@@ -38,6 +51,7 @@ class PythonAgent(Agent):
     """
 
     framework = "python"
+    reference_fields = ("callable", "accept")
 
     def __init__(self, spec: AgentSpec, base_dir: str | None = None) -> None:
         super().__init__(spec, base_dir)
@@ -52,22 +66,16 @@ class PythonAgent(Agent):
         problems = []
         if "callable" not in spec.definition:
             return [FieldProblem("definition.callable", "required for framework: python")]
-        unknown = set(spec.definition) - {"callable", "accept"}
+        unknown = set(spec.definition) - set(cls.reference_fields)
         if unknown:
             problems.append(FieldProblem("definition", f"unknown keys {sorted(unknown)}"))
-        for key in ("callable", "accept"):
-            if key in spec.definition:
-                try:
-                    import_ref(spec.definition[key], base_dir)
-                except ValueError as err:
-                    problems.append(FieldProblem(f"definition.{key}", str(err)))
-        return problems
+        return problems + super().check(spec, base_dir)  # the references themselves
 
     async def run(self, inputs: Any, ctx: AgentContext) -> Any:
         args = (inputs, ctx) if self._with_ctx else (inputs,)
         if self._is_async:
             return await self.fn(*args)
-        call = functools.partial(contextvars.copy_context().run, self.fn, *args)
+        call = functools.partial(contextvars.copy_context().run, _in_thread, self.fn, *args)
         return await asyncio.get_running_loop().run_in_executor(_THREADS, call)
 
     @property

@@ -17,8 +17,17 @@ from omium.api import errors
 from omium.api.auth import Authenticator
 from omium.api.limits import BodyLimitMiddleware
 from omium.api.plans import PlanCache
-from omium.api.routes import actions, events, executions, health, tenants, workflows
+from omium.api.routes import (
+    actions,
+    events,
+    execution_lists,
+    executions,
+    health,
+    tenants,
+    workflows,
+)
 from omium.api.settings import Settings
+from omium.api.slowclients import BodyTimeoutMiddleware
 from omium.store import open_store
 
 Stop = Callable[[], Awaitable[None]]
@@ -54,7 +63,8 @@ async def start_workers(app: FastAPI) -> Stop:
     from omium.engine.worker import Worker
 
     stop = asyncio.Event()
-    worker = Worker(app.state.store, concurrency=app.state.settings.worker_concurrency)
+    worker = Worker(app.state.store, concurrency=app.state.settings.worker_concurrency,
+                    max_recoveries=app.state.settings.max_recoveries)
     task = asyncio.ensure_future(worker.run(stop))
 
     async def shutdown() -> None:  # graceful: finish or release current work
@@ -74,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_startup_extra = [start_workers] if settings.worker_concurrency > 0 else []
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    for module in (workflows, executions, actions, events, tenants):
-        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
+    for module in (workflows, executions, execution_lists, actions, events, tenants):
+        app.include_router(module.router, prefix=API_PREFIX, responses=errors.API_ERRORS)
     app.include_router(health.router)
+    errors.document_errors(app)
     return app

@@ -67,25 +67,44 @@ def events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "data": decode(r["data"])} for r in rows]
 
 
-def usage(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    records = [{"backend": r["backend"], "model": r["model"], "model_type": r["model_type"],
-                "agent_id": r["agent_id"], "prompt_tokens": r["prompt_tokens"],
-                "completion_tokens": r["completion_tokens"],
-                "cached_tokens": r["cached_tokens"], "estimated": bool(r["estimated"]),
-                "used_fallback": bool(r["used_fallback"]), "cost_usd": dollars(r["cost_nano"])}
-               for r in rows]
-    return {"calls": len(rows),
-            "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-            "completion_tokens": sum(r["completion_tokens"] for r in rows),
-            "cached_tokens": sum(r["cached_tokens"] for r in rows),
-            "cost_usd": dollars(sum(r["cost_nano"] for r in rows)), "records": records}
+def usage_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"backend": r["backend"], "model": r["model"], "model_type": r["model_type"],
+             "agent_id": r["agent_id"], "prompt_tokens": r["prompt_tokens"],
+             "completion_tokens": r["completion_tokens"],
+             "cached_tokens": r["cached_tokens"], "estimated": bool(r["estimated"]),
+             "used_fallback": bool(r["used_fallback"]), "cost_usd": dollars(r["cost_nano"])}
+            for r in rows]
 
 
-def execution_detail(detail: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def usage(rows: list[dict[str, Any]], totals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sums over every call (``totals``: the store's sums, when ``rows`` are only the first)."""
+    sums = totals or {"usage": len(rows), **{k: sum(r[k] for r in rows) for k in _SUMMED}}
+    return {"calls": int(sums["usage"]),
+            **{k: int(sums[k]) for k in _SUMMED if k != "cost_nano"},
+            "cost_usd": dollars(int(sums["cost_nano"])), "records": usage_records(rows)}
+
+
+_SUMMED = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano")
+# Each list of the detail (a key of its totals and links) -> the path of its pages.
+LISTS = {"steps": "steps", "checkpoints": "checkpoints", "handoffs": "handoffs",
+         "consensus": "consensus", "events": "history", "usage_records": "usage"}
+
+
+def execution_detail(detail: dict[str, list[dict[str, Any]]],
+                     base_path: str) -> dict[str, Any]:
+    """``base_path``: the execution's URL path, under which each whole list is paged."""
     row = detail["execution"][0]
     result = decode(row["result"])
     cps = checkpoints(detail["checkpoints"])
     failed = row["failed_agent"] or row["failure_type"] or row["error"]
+    found = detail["totals"][0] if detail.get("totals") else None
+    counts = {"steps": len(cps), "checkpoints": len(cps), "handoffs": len(detail["handoffs"]),
+              "consensus": len(detail["consensus"]), "events": len(detail["events"]),
+              "usage_records": len(detail["usage"])}
+    if found is not None:
+        counts = {**{k: int(found[k]) for k in ("checkpoints", "handoffs", "consensus",
+                                                "events")},
+                  "steps": int(found["checkpoints"]), "usage_records": int(found["usage"])}
     return {
         **summary(row),
         "inputs": decode(row["inputs"]),
@@ -101,7 +120,9 @@ def execution_detail(detail: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "handoffs": handoffs(detail["handoffs"]),
         "consensus": votes(detail["consensus"]),
         "events": events(detail["events"]),
-        "usage": usage(detail["usage"]),
+        "usage": usage(detail["usage"], found),
         "lease": {"owner": row["lease_owner"], "epoch": row["lease_epoch"],
                   "expires_at": row["lease_expires_at"]},
+        "totals": counts,
+        "links": {name: f"{base_path}/{path}" for name, path in LISTS.items()},
     }

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from omium.agents._imports import allowed_modules
+from omium.agents.refs import reference_problems
 from omium.engine.plan import CONSENSUS, Plan, prepare
 from omium.errors import FieldProblem, OmiumError, WorkflowValidationError
 from omium.store.base import Store
@@ -34,39 +35,11 @@ class PreparedWorkflow:
         return {n.id: list(n.deps) for n in self.plan.nodes.values() if not n.is_vote}
 
 
-ALLOWED_ENV = "OMIUM_ALLOWED_MODULES"
-DEFAULT_ALLOWED = ("examples",)
-
-
-def allowed_modules() -> tuple[str, ...]:
-    """Packages whose functions API clients may name as agents (comma-separated in
-    $OMIUM_ALLOWED_MODULES; default: the bundled examples). Anything else (``os:system``)
-    would let a tenant run arbitrary code on the server."""
-    raw = os.environ.get(ALLOWED_ENV)
-    if raw is None:
-        return DEFAULT_ALLOWED
-    return tuple(m.strip().rstrip(".") for m in raw.split(",") if m.strip())
-
-
 def _callable_problems(definition: dict[str, Any]) -> list[FieldProblem]:
-    allowed = allowed_modules()
-    problems = []
-    agents = definition.get("agents") if isinstance(definition, dict) else None
-    for i, agent in enumerate(agents if isinstance(agents, list) else []):
-        spec = agent.get("definition") if isinstance(agent, dict) else None
-        if not isinstance(spec, dict):
-            continue
-        for key in ("callable", "accept"):
-            ref = spec.get(key)
-            if not isinstance(ref, str):
-                continue
-            module = ref.split(":", 1)[0]
-            if not any(module == m or module.startswith(m + ".") for m in allowed):
-                problems.append(FieldProblem(
-                    f"agents[{i}] ({agent.get('id')}).definition.{key}",
-                    f"module {module!r} is not allowed over the API (allowed: "
-                    f"{', '.join(allowed) or 'none'}; set {ALLOWED_ENV})"))
-    return problems
+    """Every code reference each agent kind declares (``Agent.reference_fields``), under a
+    client's rules: a top-level name defined in an allowed module, checked before import
+    (the text) and after (what the object is, where it was defined)."""
+    return reference_problems(definition, allowed_modules())
 
 
 def validate_definition(definition: dict[str, Any], *, from_client: bool = True
@@ -136,7 +109,9 @@ class PlanCache:
         rec = await store.get_workflow_record(workflow_id, tenant_id)
         if rec is None:
             return None
-        plan, stored = validate_definition(rec.definition, from_client=False)
+        # Checked as the client sent it: a definition stored before a rule was tightened
+        # (or written by other means) never runs unchecked when named by id.
+        plan, stored = validate_definition(rec.definition)
         wf = _prepared(workflow_id, plan, stored)
         self._remember(tenant_id, wf)
         return wf

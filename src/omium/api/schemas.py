@@ -11,6 +11,35 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# -- errors: every 4xx body is one of these two
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what went wrong, for a person")
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="allow")  # request-shape errors add input and ctx
+
+    loc: str | list[str | int] = Field(description=(
+        "where: request-shape problems give FastAPI's path (e.g. [\"body\", \"name\"]); "
+        "workflow and input problems give Omium's readable path as one string "
+        "(e.g. \"agents[0] (a).framework\", \"inputs.applicant\")"))
+    msg: str = Field(description="why it is refused")
+    type: str = Field(description="the kind of problem, e.g. workflow_invalid, "
+                                  "inputs_invalid, enum, value_error, missing")
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[FieldError]
+
+
+# The lifecycle of an execution (omium.store.STATUSES); "cancelling" is only ever an answer
+# to a cancel request: a running execution flagged to stop.
+ExecutionStatus = Literal["queued", "running", "completed", "failed", "awaiting_review",
+                          "cancelled"]
+CURSOR_DOC = ("opaque: pass a page's next_cursor back unchanged for the next page "
+              "(null on the last page); any other value is a 422")
+
+
 # -- workflows
 class WorkflowCreated(BaseModel):
     id: str
@@ -24,7 +53,7 @@ class WorkflowOut(WorkflowCreated):
 
 class WorkflowPage(BaseModel):
     items: list[WorkflowCreated]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description=CURSOR_DOC)
 
 
 # -- executions
@@ -37,7 +66,7 @@ class SubmitRequest(_In):
 
 class StatusOut(BaseModel):
     execution_id: str
-    status: str
+    status: ExecutionStatus | Literal["cancelling"]
 
 
 class ReviewRequest(_In):
@@ -49,7 +78,7 @@ class ExecutionSummary(BaseModel):
     id: str
     workflow_id: str | None
     workflow_name: str
-    status: str
+    status: ExecutionStatus
     decision: Any = None
     created_at: float
     updated_at: float
@@ -58,7 +87,7 @@ class ExecutionSummary(BaseModel):
 
 class ExecutionPage(BaseModel):
     items: list[ExecutionSummary]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description=CURSOR_DOC)
 
 
 class Step(BaseModel):
@@ -154,19 +183,79 @@ class Lease(BaseModel):
     expires_at: float | None
 
 
+class DetailTotals(BaseModel):
+    """How many rows each list has in all (the detail shows the first ones)."""
+
+    steps: int
+    checkpoints: int
+    handoffs: int
+    consensus: int
+    events: int
+    usage_records: int
+
+
+class DetailLinks(BaseModel):
+    """Where each whole list is, a page at a time."""
+
+    steps: str
+    checkpoints: str
+    handoffs: str
+    consensus: str
+    events: str  # .../history (``/events`` is the live event stream)
+    usage_records: str
+
+
+DETAIL_ITEMS = 100  # rows of each list in an execution's detail: it stays small
+_FIRST = (f"the first {DETAIL_ITEMS} (oldest first); totals says how many there are, links "
+          "where to page through all")
+
+
 class ExecutionDetail(ExecutionSummary):
     inputs: Any
     idempotency_key: str | None
     cancel_requested: bool
     result: ResultOut | None
     failure: Failure | None
-    steps: list[Step]
-    checkpoints: list[Checkpoint]
-    handoffs: list[Handoff]
-    consensus: list[Vote]
-    events: list[Event]
-    usage: Usage
+    steps: list[Step] = Field(description=_FIRST)
+    checkpoints: list[Checkpoint] = Field(description=_FIRST)
+    handoffs: list[Handoff] = Field(description=_FIRST)
+    consensus: list[Vote] = Field(description=_FIRST)
+    events: list[Event] = Field(description=_FIRST)
+    usage: Usage  # its sums count every call; its records are the first ones
     lease: Lease
+    totals: DetailTotals
+    links: DetailLinks
+
+
+# -- one execution's long lists, a page at a time (oldest first)
+class StepPage(BaseModel):
+    items: list[Step]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
+
+
+class CheckpointPage(BaseModel):
+    items: list[Checkpoint]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
+
+
+class HandoffPage(BaseModel):
+    items: list[Handoff]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
+
+
+class VotePage(BaseModel):
+    items: list[Vote]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
+
+
+class EventPage(BaseModel):
+    items: list[Event]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
+
+
+class UsagePage(BaseModel):
+    items: list[UsageRecordOut]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
 
 
 # -- tenants

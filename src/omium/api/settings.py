@@ -16,6 +16,32 @@ def _env_bool(name: str, default: bool) -> bool:
     return default if value is None or value == "" else value.strip().lower() in _TRUE
 
 
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not number > minimum:  # also refuses nan
+        raise ValueError(f"{name} must be > {minimum:g}, got {value}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_URL
@@ -28,6 +54,19 @@ class Settings:
     worker_alive_s: float = 30.0  # a worker counts as alive within this many seconds
     # In-process workers (omium serve without --no-workers): executions run at once, 0 = none
     worker_concurrency: int = 0
+    # OMIUM_MAX_RECOVERIES: reclaims after a lost worker before an execution is failed as
+    # poison (max_recoveries_exceeded); a workflow's own max_recoveries wins. Worker's default.
+    max_recoveries: int = 3
+    # OMIUM_METRICS_TOKEN: the Bearer token Prometheus sends for /metrics (an admin key works
+    # too); without one, only admin keys may read metrics, which name tenants.
+    metrics_token: str | None = None
+    # Slow clients (omium serve): a request head must arrive within header_timeout_s and its
+    # body within body_timeout_s, an idle keep-alive connection closes after keepalive_s, and
+    # past max_connections per process new requests get 503.
+    header_timeout_s: float = 10.0  # OMIUM_HEADER_TIMEOUT_S
+    body_timeout_s: float = 60.0  # OMIUM_BODY_TIMEOUT_S
+    keepalive_s: float = 5.0  # OMIUM_KEEPALIVE_S
+    max_connections: int = 1000  # OMIUM_MAX_CONNECTIONS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +77,10 @@ class Settings:
             workers_expected=_env_bool("OMIUM_WORKERS_EXPECTED",
                                        int(os.environ.get("OMIUM_SERVE_WORKERS") or 0) > 0),
             worker_concurrency=int(os.environ.get("OMIUM_SERVE_WORKERS") or 0),
+            max_recoveries=_env_int("OMIUM_MAX_RECOVERIES", 3),
+            metrics_token=os.environ.get("OMIUM_METRICS_TOKEN") or None,
+            header_timeout_s=_env_float("OMIUM_HEADER_TIMEOUT_S", 10.0),
+            body_timeout_s=_env_float("OMIUM_BODY_TIMEOUT_S", 60.0),
+            keepalive_s=_env_float("OMIUM_KEEPALIVE_S", 5.0),
+            max_connections=_env_int("OMIUM_MAX_CONNECTIONS", 1000, minimum=1),
         )

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from omium.agents.base import ACCEPT, Ack, Agent, AgentContext
-from omium.errors import HandoffValidationError
+from omium.agents.base import ACCEPT, Ack, Agent, AgentContext, contained
+from omium.errors import AgentCrashedError, HandoffValidationError
 from omium.schemas import first_error
 
 if TYPE_CHECKING:
@@ -114,15 +114,18 @@ class HandoffProtocol:
                 acks[agent_id] = ACCEPT  # nothing to ask: valid data is accepted
                 continue
             ctx = AgentContext(execution_id=execution_id, agent_id=agent_id, attempt=1)
+            # contained: a hook's SystemExit is a refusal, not the end of the process.
             asking[agent_id] = asyncio.ensure_future(
-                asyncio.wait_for(agent.accept(data, ctx), timeout_s))
+                asyncio.wait_for(contained(agent.accept(data, ctx)), timeout_s))
         for agent_id, task in asking.items():
             try:
                 acks[agent_id] = await task
             except TimeoutError:
                 acks[agent_id] = Ack(False, f"no ack within {timeout_s:g}s")
             except Exception as err:  # a crashing hook refuses; it must not break the handoff
-                acks[agent_id] = Ack(False, f"accept hook raised {type(err).__name__}: {err}")
+                what = str(err) if isinstance(err, AgentCrashedError) else (
+                    f"{type(err).__name__}: {err}")
+                acks[agent_id] = Ack(False, f"accept hook raised {what}")
         return {k: acks[k] for k in to_ids}
 
     @staticmethod

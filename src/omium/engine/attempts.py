@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from omium.agents.base import Agent, AgentContext
+from omium.agents.base import Agent, AgentContext, contained
 from omium.engine.failures import Failure, classify, describe
 from omium.errors import OutputValidationError
 from omium.schemas import first_error
@@ -28,8 +28,10 @@ class Success:
 
 async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext) -> Any:
     """One attempt. A sync agent past its timeout keeps its thread (Python cannot kill
-    threads) but its result is discarded."""
-    call = agent.run(inputs, ctx)
+    threads) but its result is discarded. Whatever the agent raises is its failure, never the
+    process's: ``contained`` sits inside wait_for's task, where asyncio would re-raise
+    SystemExit out of the event loop."""
+    call = contained(agent.run(inputs, ctx))
     output = await (asyncio.wait_for(call, spec.timeout_s) if spec.timeout_s else call)
     schema = spec.output_schema
     if schema is not None and (err := first_error(schema, output)):

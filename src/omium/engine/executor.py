@@ -24,8 +24,10 @@ from omium.store.base import Store
 from omium.store.records import (
     AWAITING_REVIEW,
     FAILED,
+    QUEUED,
     RUNNING,
     CheckpointRecord,
+    ConsensusRecord,
     EventRecord,
     ExecutionRecord,
 )
@@ -156,12 +158,17 @@ class MultiAgentExecutor:
         store = await self.store()
         rec = await self._record(execution_id, tenant_id)
         if not drive:
-            if rec.status == FAILED and await store.update_execution(
+            if rec.status == FAILED:
+                # Of concurrent resumes one requeues it (and records "resumed"); the others
+                # write nothing and report the status it has now.
+                await store.update_execution(
                     execution_id, status="queued", expect_status=[FAILED], events=[
                         EventRecord(execution_id, "resumed", None, {"from_status": FAILED},
                                     time.time())],
                     failed_agent=None, failure_type=None, error=None, finished_at=None,
-                    cancel_requested=0):  # an old cancel request must not stop the new run
+                    # An old cancel request must not stop the new run; a fixed poison
+                    # execution gets its full max_recoveries budget again.
+                    cancel_requested=0, recoveries=0)
                 rec = await self._record(execution_id)
             return result_from_record(rec)
         if rec.status not in (RUNNING, FAILED, "queued"):
@@ -182,7 +189,7 @@ class MultiAgentExecutor:
         if not await store.update_execution(execution_id, status=RUNNING,
                                             expect_status=[rec.status], events=events,
                                             failed_agent=None, failure_type=None, error=None,
-                                            finished_at=None):
+                                            finished_at=None, recoveries=0):
             raise ExecutionStateError(f"execution {execution_id} changed while resuming")
         rec.status = RUNNING
         return await self._run(store, plan, rec).drive()
@@ -203,42 +210,45 @@ class MultiAgentExecutor:
             raise ExecutionStateError(f"execution {execution_id} is {rec.status}, "
                                       "not awaiting_review")
         plan = prepare(rec.definition)
-        event = EventRecord(execution_id, "review", rec.failed_agent,
-                            {"decision": decision, "reviewer": reviewer}, time.time())
+        now = time.time()
+        events = [EventRecord(execution_id, "review", rec.failed_agent,
+                              {"decision": decision, "reviewer": reviewer}, now)]
+        vote: CheckpointRecord | None = None
+        fields: dict[str, Any]
         if decision == "reject" and rec.failed_agent is not None:
-            if not await store.update_execution(
-                    execution_id, status=FAILED, expect_status=[AWAITING_REVIEW],
-                    events=[event], error=f"rejected in review: {rec.error}",
-                    finished_at=time.time()):
-                raise ExecutionStateError(f"execution {execution_id} was reviewed already")
-            return result_from_record(await self._record(execution_id))
-        waiting = [c for c in await store.get_consensus(execution_id)
-                   if c.outcome == "manual_review" and c.reviewed_decision is None]
-        if waiting:
-            # The vote's decision is written before the status changes: a worker that claims
-            # the execution the moment it is queued must find the reviewed vote.
-            vote = waiting[-1]
-            if not await store.review_consensus(execution_id, vote.node_id, decision):
-                raise ExecutionStateError(f"execution {execution_id} was reviewed already")
-            output = {**vote.result, "decision": decision, "outcome": "reviewed",
-                      "reviewed_by": reviewer or "human"}
-            now = time.time()
-            node = plan.nodes[vote.node_id]
-            if not await store.save_checkpoint(
-                    CheckpointRecord(execution_id, vote.node_id, node.index, 1, output, now,
-                                     now),
-                    events=[EventRecord(execution_id, "recovery_succeeded", vote.node_id,
-                                        {"strategy": "manual_review"}, now)]):
-                raise ExecutionStateError(f"execution {execution_id} was reviewed already")
-        # The service hands the rest to a worker (queued); the CLI continues right here.
-        if not await store.update_execution(execution_id, status=RUNNING if drive else "queued",
-                                            expect_status=[AWAITING_REVIEW], events=[event],
-                                            failed_agent=None, failure_type=None, error=None):
-            raise ExecutionStateError(f"execution {execution_id} was reviewed already")
-        if not drive:
+            status, fields = FAILED, {"error": f"rejected in review: {rec.error}",
+                                      "finished_at": now}
+        else:
+            # The service hands the rest to a worker (queued); the CLI continues right here.
+            status = RUNNING if drive else QUEUED
+            fields = {"failed_agent": None, "failure_type": None, "error": None}
+            waiting = [c for c in await store.get_consensus(execution_id)
+                       if c.outcome == "manual_review" and c.reviewed_decision is None]
+            if waiting:
+                vote = _reviewed_vote(plan, waiting[-1], decision, reviewer, now)
+                events.insert(0, EventRecord(execution_id, "recovery_succeeded", vote.agent_id,
+                                             {"strategy": "manual_review"}, now))
+        # One transaction, only while it still awaits review: a review that lost to another
+        # review or a cancel leaves no trace, and a worker that claims the execution the
+        # moment it is queued finds the reviewed vote.
+        if not await store.apply_review(execution_id, decision, status=status, events=events,
+                                        vote=vote, **fields):
+            current = await self._record(execution_id)
+            raise ExecutionStateError(f"execution {execution_id} is {current.status}, "
+                                      "not awaiting_review (reviewed or cancelled meanwhile)")
+        if status == FAILED or not drive:
             return result_from_record(await self._record(execution_id))
         rec.status = RUNNING
         return await self._run(store, plan, rec).drive()
+
+
+def _reviewed_vote(plan: Plan, vote: ConsensusRecord, decision: str, reviewer: str | None,
+                   now: float) -> CheckpointRecord:
+    """The vote node's checkpoint once a human decided the split vote: the run reuses it."""
+    output = {**vote.result, "decision": decision, "outcome": "reviewed",
+              "reviewed_by": reviewer or "human"}
+    node = plan.nodes[vote.node_id]
+    return CheckpointRecord(vote.execution_id, vote.node_id, node.index, 1, output, now, now)
 
 
 def result_from_record(rec: ExecutionRecord) -> ExecutionResult:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omium.errors import AgentError, HandoffValidationError
+from omium.errors import AgentCrashedError, AgentError, HandoffValidationError
 
+# max_recoveries_exceeded: the execution's worker was lost more often than its
+# max_recoveries allows (a poison execution); it is failed instead of being run again.
 FAILURE_TYPES = ("timeout", "exception", "validation_error", "no_consensus", "llm_error",
-                 "worker_lost")
+                 "worker_lost", "max_recoveries_exceeded")
 
 
 @dataclass
@@ -35,5 +37,7 @@ def classify(err: BaseException) -> str:
 
 
 def describe(err: BaseException) -> str:
+    if isinstance(err, AgentCrashedError):  # already "SystemExit: 3", the agent's own words
+        return str(err)
     text = str(err)
     return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -3,6 +3,11 @@
 A worker that dies stops renewing; once its lease expires another worker reclaims the
 execution (a new lease epoch) and resumes it from its checkpoints. Every write of a run carries
 its epoch, so a paused-then-revived worker can never overwrite the new owner's work.
+
+An execution whose workers keep dying (an agent that ``os._exit``s, exhausts memory, segfaults)
+would be reclaimed and kill worker after worker forever: past ``max_recoveries`` reclaims it is
+failed with ``max_recoveries_exceeded`` instead of being run again (a dead letter; resume it
+by hand once fixed).
 """
 
 from __future__ import annotations
@@ -23,25 +28,37 @@ from omium.engine.plan import Plan, prepare
 from omium.engine.run import Run
 from omium.errors import StaleLeaseError
 from omium.store.base import Store
-from omium.store.records import CANCELLED, FAILED, EventRecord, ExecutionRecord
+from omium.store.records import CANCELLED, FAILED, RUNNING, EventRecord, ExecutionRecord
 
 if TYPE_CHECKING:
     from omium.llm.router import LLMRouter
 
 log = logging.getLogger("omium.worker")
 
+DEFAULT_MAX_RECOVERIES = 3
+
 
 class Worker:
     def __init__(self, store: Store, *, worker_id: str | None = None, lease_s: float = 10.0,
                  concurrency: int = 4, poll_s: float = 0.2, grace_s: float = 30.0,
-                 router: LLMRouter | None = None) -> None:
+                 router: LLMRouter | None = None,
+                 max_recoveries: int = DEFAULT_MAX_RECOVERIES) -> None:
+        if max_recoveries < 0:
+            raise ValueError(f"max_recoveries must be >= 0, got {max_recoveries}")
         self.store = store
+        # Reclaims allowed before a poison execution is failed (a workflow's own
+        # max_recoveries wins).
+        self.max_recoveries = max_recoveries
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_s, self.concurrency = lease_s, concurrency
         self.poll_s, self.grace_s = poll_s, grace_s
         self._router = router
         self._plans: dict[str, Plan] = {}
         self._active: dict[str, tuple[asyncio.Task[Any], int]] = {}  # id -> (run task, epoch)
+        # An execution that may have killed its last worker runs alone: claimed only when
+        # idle, and nothing else is claimed until it ends (innocent executions running beside
+        # a poison one would die with it, reclaim after reclaim, and be dead-lettered too).
+        self._alone: str | None = None
         self.completed = 0
 
     # -- the loop
@@ -52,9 +69,10 @@ class Worker:
         try:
             while not stop.is_set():
                 claimed = await self._fill()
-                if len(self._active) >= self.concurrency:
-                    # Full: claim again as soon as any run ends (not at the next poll, which
-                    # would cap a worker at concurrency / poll_s executions per second).
+                if len(self._active) >= self.concurrency or self._alone is not None:
+                    # Full (or running a suspect alone): claim again as soon as any run ends
+                    # (not at the next poll, which would cap a worker at concurrency / poll_s
+                    # executions per second).
                     await asyncio.wait([stopping, *(t for t, _ in self._active.values())],
                                        return_when=asyncio.FIRST_COMPLETED)
                 elif not claimed:
@@ -73,16 +91,24 @@ class Worker:
 
     async def _fill(self) -> int:
         claimed = 0
-        while len(self._active) < self.concurrency:
-            claim = await self.store.claim_execution(self.id, self.lease_s)
+        while len(self._active) < self.concurrency and self._alone is None:
+            claim = await self.store.claim_execution(self.id, self.lease_s,
+                                                     suspects=not self._active)
             if claim is None:
                 break
             rec, reclaimed = claim
             task = asyncio.ensure_future(self._execute(rec, reclaimed))
             self._active[rec.id] = (task, rec.lease_epoch)
-            task.add_done_callback(lambda _t, eid=rec.id: self._active.pop(eid, None))
+            task.add_done_callback(lambda _t, eid=rec.id: self._ended(eid))
             claimed += 1
+            if reclaimed or rec.recoveries > 0:
+                self._alone = rec.id
         return claimed
+
+    def _ended(self, execution_id: str) -> None:
+        self._active.pop(execution_id, None)
+        if self._alone == execution_id:
+            self._alone = None
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         host, pid = socket.gethostname(), os.getpid()
@@ -132,7 +158,13 @@ class Worker:
                 metrics.lease_reclaims.inc()
                 metrics.failures_detected.labels("worker_lost").inc()
                 events.append(EventRecord(rec.id, "failure_detected", None,
-                                          {"failure_type": "worker_lost"}, time.time()))
+                                          {"failure_type": "worker_lost",
+                                           "recoveries": rec.recoveries}, time.time()))
+                limit = plan.workflow.max_recoveries
+                limit = self.max_recoveries if limit is None else limit
+                if rec.recoveries > limit:
+                    await self._dead_letter(rec, plan, epoch, limit, events)
+                    return
             await self.store.add_events(events, epoch=epoch)
             # A first claim of a never-run execution has no checkpoints to read.
             fresh = epoch == 1 and rec.result is None and not reclaimed
@@ -153,6 +185,27 @@ class Worker:
                     lease_expires_at=None)
         else:
             self.completed += 1
+
+    async def _dead_letter(self, rec: ExecutionRecord, plan: Plan, epoch: int, limit: int,
+                           events: list[EventRecord]) -> None:
+        """Fail a poison execution without running any agent, and give up its lease."""
+        done = {cp.agent_id for cp in await self.store.get_checkpoints(rec.id)}
+        # What was running when the workers died: the agents whose inputs were all ready.
+        in_flight = [n.id for n in plan.nodes.values() if n.agent is not None
+                     and n.id not in done and all(d in done for d in n.deps)]
+        agents = f"; agent(s) in flight: {', '.join(in_flight)}" if in_flight else ""
+        error = (f"the worker running this execution was lost {rec.recoveries} times "
+                 f"(max_recoveries {limit}){agents}; fix the cause, then resume it")
+        metrics.failures_detected.labels("max_recoveries_exceeded").inc()
+        log.error("execution %s dead-lettered: %s", rec.id, error)
+        events.append(EventRecord(rec.id, "dead_lettered", None, {
+            "failure_type": "max_recoveries_exceeded", "recoveries": rec.recoveries,
+            "max_recoveries": limit, "agents": in_flight}, time.time()))
+        await self.store.update_execution(
+            rec.id, status=FAILED, epoch=epoch, expect_status=[RUNNING], events=events,
+            failure_type="max_recoveries_exceeded", error=error,
+            failed_agent=in_flight[0] if len(in_flight) == 1 else None,
+            finished_at=time.time(), lease_owner=None, lease_expires_at=None)
 
     async def _hold_lease(self, rec: ExecutionRecord, epoch: int,
                           drive: asyncio.Future[Any]) -> None:

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from omium.billing.ledger import Ledger
 
 from omium.billing.money import dollars_to_nano
-from omium.store.records import UsageRecord
+from omium.store.records import CreditHold, UsageRecord
+
+# Added to a call's timeouts for how long its hold on the balance lives (see billing.ledger):
+# time queued for a connection, and streams that keep the socket busy past one read timeout.
+HOLD_MARGIN_S = 300.0
 
 
 @dataclass
@@ -133,11 +137,33 @@ class LLMRouter:
                      execution_id: str | None = None, agent_id: str | None = None,
                      idempotency_key: str | None = None) -> LLMResult:
         backends = self.candidates(model)
+        hold: CreditHold | None = None
         if self.ledger is not None:
-            # Refuse before sending: the estimate assumes the dearest backend that may serve.
+            # Refuse before sending: the estimate assumes the dearest backend that may serve,
+            # and is held off the balance until the call is settled, so parallel calls cannot
+            # all spend the same credit.
             est = _rough_tokens(body)
             worst = max(self._prices[b.name].cost(est, max_tokens or 512) for b in backends)
-            await self.ledger.check_budget(tenant_id, worst)
+            ttl = HOLD_MARGIN_S + sum(b.cfg.connect_timeout_s + b.cfg.read_timeout_s
+                                      for b in backends)
+            hold = await self.ledger.reserve(tenant_id, worst, ttl)
+        try:
+            return await self._send(path, body, backends, max_tokens, temperature, stream,
+                                    on_delta, tenant_id, execution_id, agent_id,
+                                    idempotency_key, prompt_text, hold)
+        except BaseException:
+            # Failed, refused by the backend, cancelled: nothing is owed, give it all back
+            # (a no-op if the settle got through before a cancel landed).
+            if hold is not None and self.ledger is not None:
+                await asyncio.shield(self.ledger.release(hold))
+            raise
+
+    async def _send(self, path: str, body: dict[str, Any], backends: list[Backend],
+                    max_tokens: int | None, temperature: float | None, stream: bool,
+                    on_delta: Callable[[str], None] | None, tenant_id: str,
+                    execution_id: str | None, agent_id: str | None,
+                    idempotency_key: str | None, prompt_text: Callable[[], int],
+                    hold: CreditHold | None) -> LLMResult:
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if temperature is not None:
@@ -170,7 +196,8 @@ class LLMRouter:
                     self._metrics[backend.name].fallbacks.inc()
                 continue
             return await self._settle(backend, completion, position > 0, errors, tenant_id,
-                                      execution_id, agent_id, idempotency_key, prompt_text)
+                                      execution_id, agent_id, idempotency_key, prompt_text,
+                                      hold)
         if self.ledger is not None:
             await self.ledger.record_failure("*", "all_failed", "; ".join(
                 f"{k}: {v}" for k, v in errors.items()), tenant_id)
@@ -210,7 +237,7 @@ class LLMRouter:
     async def _settle(self, backend: Backend, done: tuple[Completion, float], fallback: bool,
                       errors: dict[str, str], tenant_id: str, execution_id: str | None,
                       agent_id: str | None, idempotency_key: str | None,
-                      prompt_text: Callable[[], int]) -> LLMResult:
+                      prompt_text: Callable[[], int], hold: CreditHold | None) -> LLMResult:
         completion, latency = done
         usage = completion.usage
         if usage is None:  # the server reported nothing: count, and say it was counted
@@ -230,12 +257,13 @@ class LLMRouter:
         if self.ledger is not None:
             assert idempotency_key is not None
             # Shielded: tokens were spent, so a timeout or cancel of the caller must not roll
-            # the charge back half-way (PostgreSQL would abandon the transaction).
-            result.billed = await asyncio.shield(self.ledger.charge(UsageRecord(
+            # the charge back half-way (PostgreSQL would abandon the transaction). With a hold,
+            # the same transaction gives back what was held beyond the cost.
+            result.billed = await asyncio.shield(self.ledger.settle(UsageRecord(
                 idempotency_key, tenant_id, backend.name, model, backend.cfg.kind,
                 usage.prompt_tokens, usage.completion_tokens, dollars_to_nano(cost),
                 result.latency_ms, usage.cached_tokens, usage.estimated, fallback,
-                execution_id, agent_id)))
+                execution_id, agent_id), hold))
         return result
 
 

@@ -10,6 +10,7 @@ from omium.store.records import (
     ApiKeyRecord,
     CheckpointRecord,
     ConsensusRecord,
+    CreditHold,
     EventRecord,
     ExecutionRecord,
     TenantRecord,
@@ -56,7 +57,9 @@ class Store(ABC):
     # -- executions
     @abstractmethod
     async def create_execution(self, rec: ExecutionRecord) -> tuple[ExecutionRecord, bool]:
-        """Insert unless the id exists; return the stored row and whether it was created."""
+        """Insert unless the id exists (or the tenant used its idempotency key); return the
+        stored row and whether it was created. A reused key with another workflow or other
+        inputs raises ``IdempotencyKeyReusedError``."""
 
     @abstractmethod
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
@@ -75,7 +78,17 @@ class Store(ABC):
                                **fields: Any) -> bool:
         """Set status (and decision/result/error/failed_agent/failure_type/finished_at) with
         ``events`` in one transaction; with ``expect_status`` only from those statuses.
-        Returns whether the row changed."""
+        Returns whether the row changed; if it did not, nothing (no event) was written."""
+
+    @abstractmethod
+    async def apply_review(self, execution_id: str, decision: str, *, status: str,
+                           events: Sequence[EventRecord] = (),
+                           vote: CheckpointRecord | None = None, **fields: Any) -> bool:
+        """A human review, in one transaction and only while the execution awaits review:
+        set ``status`` and ``fields``, write ``events`` and, for a split vote, mark the vote
+        node's waiting vote reviewed with ``decision`` and save ``vote`` (that node's
+        checkpoint). False if it no longer awaits review (or the vote was reviewed): then
+        nothing was written."""
 
     # -- checkpoints, handoffs, events, consensus
     @abstractmethod
@@ -137,6 +150,33 @@ class Store(ABC):
         """Record usage and lower the balance atomically; False if the key was charged."""
 
     @abstractmethod
+    async def set_overdraft(self, tenant_id: str, nano: int) -> bool:
+        """How far below zero holds may take a limited tenant; False if no such tenant."""
+
+    # -- credit holds: a call's estimate reserved before it is sent (see billing.ledger)
+    @abstractmethod
+    async def reserve_credit(self, hold: CreditHold) -> bool:
+        """Lower a limited tenant's balance by the hold and record it, in one transaction,
+        only if the balance stays >= -overdraft; False (nothing written) otherwise, or if
+        the tenant is unlimited or unknown."""
+
+    @abstractmethod
+    async def settle_usage(self, rec: UsageRecord, hold: CreditHold) -> bool:
+        """``charge_usage`` plus giving the hold back, in one transaction (the balance moves
+        by hold - cost); a hold already released leaves a plain charge."""
+
+    @abstractmethod
+    async def release_hold(self, hold: CreditHold) -> bool:
+        """Give the hold back; False if it was settled or released already."""
+
+    @abstractmethod
+    async def release_expired_holds(self, now: float, tenant_id: str | None = None) -> int:
+        """Release the holds that expired before ``now``; returns how many."""
+
+    @abstractmethod
+    async def credit_holds(self, tenant_id: str) -> list[CreditHold]: ...
+
+    @abstractmethod
     async def usage_records(self, *, tenant_id: str | None = None,
                             execution_id: str | None = None) -> list[UsageRecord]: ...
 
@@ -178,14 +218,26 @@ class Store(ABC):
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> str | None: ...
 
     @abstractmethod
-    async def execution_detail(self, execution_id: str,
-                               tenant_id: str) -> dict[str, list[dict[str, Any]]] | None: ...
+    async def execution_detail(self, execution_id: str, tenant_id: str, *,
+                               limit: int | None = None
+                               ) -> dict[str, list[dict[str, Any]]] | None:
+        """Rows of the execution and of each of its lists; with ``limit``, the first rows of
+        each list and a ``totals`` row."""
 
     @abstractmethod
-    async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None: ...
+    async def execution_rows(self, execution_id: str, tenant_id: str, part: str, *,
+                             after: int = 0, limit: int = 100
+                             ) -> list[dict[str, Any]] | None:
+        """A page of one list of ``execution_detail``, after the row ``row_id`` ``after``."""
 
     @abstractmethod
-    async def claim_execution(self, worker_id: str, lease_s: float
+    async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None:
+        """Cancel now ("cancelled", with a ``cancelled`` event) or flag a worker's run
+        ("cancelling"); None if it is not this tenant's. ``ExecutionStateError`` if it has
+        ended (completed or cancelled)."""
+
+    @abstractmethod
+    async def claim_execution(self, worker_id: str, lease_s: float, *, suspects: bool = True
                               ) -> tuple[ExecutionRecord, bool] | None: ...
 
     @abstractmethod

@@ -1,4 +1,11 @@
-"""The billing half of the SQL store: tenants, balances, usage records, backend failures."""
+"""The billing half of the SQL store: tenants, balances, credit holds, usage records, backend
+failures.
+
+Credit holds: every statement that deletes a hold comes first in its transaction and is
+required to delete it (``require=[0]``), so of a settle, a release and an expiry racing for one
+hold exactly one gives it back: the others find no row and roll back (PostgreSQL's row lock
+makes the loser wait, then see the row gone; SQLite has one writer at a time).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,8 @@ from dataclasses import asdict
 from typing import Any
 
 from omium.errors import UnknownTenantError
-from omium.store._driver import ConflictError, Driver, equals
-from omium.store.records import TenantRecord, UsageRecord
+from omium.store._driver import ConflictError, Driver, NoRowsError, Statement, equals
+from omium.store.records import CreditHold, TenantRecord, UsageRecord
 
 _USAGE_COLS = ("idempotency_key", "tenant_id", "backend", "model", "model_type",
                "prompt_tokens", "completion_tokens", "cost_nano", "latency_ms", "cached_tokens",
@@ -20,12 +27,26 @@ def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
+def _usage_insert(rec: UsageRecord) -> tuple[Statement, dict[str, Any]]:
+    """The record's insert (a no-op on a duplicate key), tagged with a fresh charge id."""
+    rec.created_at = rec.created_at or time.time()
+    rec.day = rec.day or _day(rec.created_at)
+    params: dict[str, Any] = {k: v for k, v in asdict(rec).items() if k in _USAGE_COLS}
+    params["estimated"], params["used_fallback"] = int(rec.estimated), int(rec.used_fallback)
+    params["charge_id"] = uuid.uuid4().hex
+    cols = ", ".join((*_USAGE_COLS, "charge_id"))
+    values = ", ".join(f":{c}" for c in (*_USAGE_COLS, "charge_id"))
+    return (f"INSERT INTO usage_records ({cols}) VALUES ({values}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING", params), params
+
+
 class BillingSql:
     driver: Driver
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         row = await self.driver.fetchone(
-            "SELECT id, name, balance_nano, limited, created_at FROM tenants WHERE id = :id",
+            "SELECT id, name, balance_nano, limited, created_at, overdraft_nano FROM tenants "
+            "WHERE id = :id",
             {"id": tenant_id})
         if row is None:
             return None
@@ -52,6 +73,10 @@ class BillingSql:
         assert tenant is not None
         return tenant.balance_nano
 
+    async def set_overdraft(self, tenant_id: str, nano: int) -> bool:
+        return bool(await self.driver.execute(
+            "UPDATE tenants SET overdraft_nano = :n WHERE id = :id", {"id": tenant_id, "n": nano}))
+
     async def charge_usage(self, rec: UsageRecord) -> bool:
         """Insert the record and lower the balance in one transaction; a record whose
         idempotency key exists already changes nothing (returns False).
@@ -59,23 +84,82 @@ class BillingSql:
         The update is tied to this very insert through a fresh charge id, so a duplicate key
         (whose stored row carries another charge id) cannot lower the balance twice.
         """
-        rec.created_at = rec.created_at or time.time()
-        rec.day = rec.day or _day(rec.created_at)
-        params: dict[str, Any] = {k: v for k, v in asdict(rec).items() if k in _USAGE_COLS}
-        params["estimated"], params["used_fallback"] = int(rec.estimated), int(rec.used_fallback)
-        params["charge_id"] = uuid.uuid4().hex
-        cols = ", ".join((*_USAGE_COLS, "charge_id"))
-        values = ", ".join(f":{c}" for c in (*_USAGE_COLS, "charge_id"))
+        insert, params = _usage_insert(rec)
         try:
-            counts = await self.driver.batch([
-                (f"INSERT INTO usage_records ({cols}) VALUES ({values}) "
-                 "ON CONFLICT (idempotency_key) DO NOTHING", params),
-                ("UPDATE tenants SET balance_nano = balance_nano - :cost_nano WHERE id = "
-                 ":tenant_id AND EXISTS (SELECT 1 FROM usage_records WHERE idempotency_key = "
-                 ":idempotency_key AND charge_id = :charge_id)", params)])
+            counts = await self.driver.batch([insert, (
+                "UPDATE tenants SET balance_nano = balance_nano - :cost_nano WHERE id = "
+                ":tenant_id AND EXISTS (SELECT 1 FROM usage_records WHERE idempotency_key = "
+                ":idempotency_key AND charge_id = :charge_id)", params)])
         except ConflictError:  # the foreign key: no such tenant
             raise UnknownTenantError(rec.tenant_id) from None
         return counts[0] == 1
+
+    # -- credit holds
+    async def reserve_credit(self, hold: CreditHold) -> bool:
+        """Take the hold off a limited tenant's balance, only if the balance stays at or above
+        minus its overdraft, and record it: one transaction. False (nothing written) if the
+        balance cannot cover it, or the tenant is unlimited or unknown."""
+        params = asdict(hold)
+        try:
+            await self.driver.batch([
+                # One conditional statement: concurrent reserves queue on the tenant's row and
+                # each re-checks the balance the previous one left.
+                ("UPDATE tenants SET balance_nano = balance_nano - :amount_nano WHERE id = "
+                 ":tenant_id AND limited = 1 AND balance_nano - :amount_nano >= -overdraft_nano",
+                 params),
+                ("INSERT INTO credit_holds (id, tenant_id, amount_nano, created_at, expires_at) "
+                 "VALUES (:id, :tenant_id, :amount_nano, :created_at, :expires_at)", params)],
+                require=[0])
+        except NoRowsError:
+            return False
+        return True
+
+    async def settle_usage(self, rec: UsageRecord, hold: CreditHold) -> bool:
+        """``charge_usage`` that also gives the hold back, in the same transaction: the
+        balance moves by hold - cost. A hold already released (it expired) leaves a plain
+        charge. Returns whether the record was new."""
+        insert, params = _usage_insert(rec)
+        params["hold_id"], params["held"] = hold.id, hold.amount_nano
+        try:
+            counts = await self.driver.batch([
+                ("DELETE FROM credit_holds WHERE id = :hold_id", params), insert,
+                # A duplicate key inserts nothing: the hold is given back, nothing is charged.
+                ("UPDATE tenants SET balance_nano = balance_nano + :held - COALESCE((SELECT "
+                 "cost_nano FROM usage_records WHERE idempotency_key = :idempotency_key AND "
+                 "charge_id = :charge_id), 0) WHERE id = :tenant_id", params)], require=[0])
+        except NoRowsError:
+            return await self.charge_usage(rec)
+        except ConflictError:
+            raise UnknownTenantError(rec.tenant_id) from None
+        return counts[1] == 1
+
+    async def release_hold(self, hold: CreditHold) -> bool:
+        """Give a hold back; False if it was settled or released already."""
+        try:
+            await self.driver.batch([
+                ("DELETE FROM credit_holds WHERE id = :id", {"id": hold.id}),
+                ("UPDATE tenants SET balance_nano = balance_nano + :n WHERE id = :t",
+                 {"n": hold.amount_nano, "t": hold.tenant_id})], require=[0])
+        except NoRowsError:
+            return False
+        return True
+
+    async def release_expired_holds(self, now: float, tenant_id: str | None = None) -> int:
+        """Give back the holds that expired before ``now`` (their process died mid-call);
+        returns how many this call released."""
+        where, params = equals(tenant_id=tenant_id)
+        params["now"] = now
+        rows = await self.driver.fetchall(
+            "SELECT id, tenant_id, amount_nano, created_at, expires_at FROM credit_holds "
+            f"WHERE expires_at < :now AND {where}", params)
+        # One transaction each: a hold settled meanwhile is skipped, not given back twice.
+        return sum([await self.release_hold(CreditHold(**r)) for r in rows])
+
+    async def credit_holds(self, tenant_id: str) -> list[CreditHold]:
+        rows = await self.driver.fetchall(
+            "SELECT id, tenant_id, amount_nano, created_at, expires_at FROM credit_holds "
+            "WHERE tenant_id = :t ORDER BY created_at, id", {"t": tenant_id})
+        return [CreditHold(**r) for r in rows]
 
     async def usage_records(self, *, tenant_id: str | None = None,
                             execution_id: str | None = None) -> list[UsageRecord]:

@@ -89,6 +89,18 @@ class TenantRecord:
 
 
 @dataclass
+class CreditHold:
+    """A call's estimated cost, taken off a limited tenant's balance before the call is sent
+    and settled to the exact charge (or given back) afterwards; released once it expires."""
+
+    id: str
+    tenant_id: str
+    amount_nano: int
+    created_at: float
+    expires_at: float
+
+
+@dataclass
 class UsageRecord:
     """One LLM call's usage and cost; written with the balance change in one transaction."""
 

@@ -8,12 +8,18 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from omium.errors import StaleLeaseError
+from omium.errors import IdempotencyKeyReusedError, StaleLeaseError
 from omium.store._driver import ConflictError, Driver, NoRowsError, Statement, equals
 from omium.store.base import Store
 from omium.store.billing_sql import BillingSql
 from omium.store.migrate import ensure_migrated
-from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
+from omium.store.records import (
+    AWAITING_REVIEW,
+    CheckpointRecord,
+    ConsensusRecord,
+    EventRecord,
+    ExecutionRecord,
+)
 from omium.store.service_sql import ServiceSql
 
 if TYPE_CHECKING:
@@ -30,7 +36,7 @@ def _load(text: str | None) -> Any:
 
 _EXEC_JSON = ("definition", "inputs", "decision", "result")
 _EXEC_FIELDS = ("decision", "result", "error", "failed_agent", "failure_type", "finished_at",
-                "lease_owner", "lease_expires_at", "cancel_requested")
+                "lease_owner", "lease_expires_at", "cancel_requested", "recoveries")
 
 
 def _execution(row: dict[str, Any]) -> ExecutionRecord:
@@ -38,6 +44,17 @@ def _execution(row: dict[str, Any]) -> ExecutionRecord:
         row[key] = _load(row[key])
     row["cancel_requested"] = bool(row.get("cancel_requested"))
     return ExecutionRecord(**row)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _same_request(stored: ExecutionRecord, new: ExecutionRecord) -> bool:
+    """The same workflow (a content hash per tenant, so an equal inline definition is the
+    same id) and equal inputs: JSON-equal, so key order does not matter but 1 vs true does."""
+    return (stored.workflow_id == new.workflow_id
+            and _canonical(stored.inputs) == _canonical(new.inputs))
 
 
 def _fence(execution_id: str, epoch: int | None) -> list[Statement]:
@@ -53,14 +70,21 @@ def _fence(execution_id: str, epoch: int | None) -> list[Statement]:
 
 
 async def _fenced(driver: Driver, execution_id: str, epoch: int | None,
-                  stmts: list[Statement]) -> list[int]:
+                  stmts: list[Statement], require: Sequence[int] = ()) -> list[int]:
+    """Run ``stmts`` in one transaction behind the fence. A statement in ``require`` (an
+    index into ``stmts``) that changes no row rolls everything back: ``NoRowsError`` with
+    that index; the fence failing is ``StaleLeaseError`` instead."""
     fence = _fence(execution_id, epoch)
+    n = len(fence)
     try:
-        counts = await driver.batch([*fence, *stmts], require=[0] if fence else [])
-    except NoRowsError:
-        raise StaleLeaseError(f"execution {execution_id}: lease epoch {epoch} is no longer "
-                              "current; another worker owns it") from None
-    return counts[len(fence):]
+        counts = await driver.batch([*fence, *stmts],
+                                    require=[*range(n), *(i + n for i in require)])
+    except NoRowsError as err:
+        if err.index < n:
+            raise StaleLeaseError(f"execution {execution_id}: lease epoch {epoch} is no "
+                                  "longer current; another worker owns it") from None
+        raise NoRowsError(err.index - n) from None
+    return counts[n:]
 
 
 def _event_stmt(ev: EventRecord) -> Statement:
@@ -77,6 +101,43 @@ def _handoff_stmt(h: HandoffRecord) -> Statement:
             {"e": h.execution_id, "frm": h.from_agent, "to": _dump(h.to_agents),
              "status": h.status, "acks": _dump(h.acks), "reason": h.reason, "error": h.error,
              "lat": h.latency_ms, "ts": h.created_at})
+
+
+def _checkpoint_stmt(cp: CheckpointRecord, epoch: int | None) -> Statement:
+    return ("INSERT INTO checkpoints (execution_id, agent_id, agent_index, attempt, output, "
+            "served_by, superseded, started_at, finished_at, created_at, lease_epoch) VALUES "
+            "(:e, :agent, :idx, :attempt, :output, :served_by, 0, :started, :finished, :ts, "
+            ":epoch)",
+            {"e": cp.execution_id, "agent": cp.agent_id, "idx": cp.agent_index,
+             "attempt": cp.attempt, "output": _dump(cp.output), "served_by": cp.served_by,
+             "started": cp.started_at, "finished": cp.finished_at, "ts": time.time(),
+             "epoch": epoch or 0})
+
+
+def _review_vote_stmt(execution_id: str, node_id: str, decision: str) -> Statement:
+    """Record a human decision on the node's latest vote awaiting review (if it still is)."""
+    return ("UPDATE consensus_results SET reviewed_decision = :d, reviewed_at = :ts "
+            "WHERE id = (SELECT MAX(id) FROM consensus_results WHERE execution_id = :e "
+            "AND node_id = :node AND outcome = 'manual_review') AND reviewed_decision IS NULL",
+            {"d": decision, "ts": time.time(), "e": execution_id, "node": node_id})
+
+
+def _update_stmt(execution_id: str, status: str, expect_status: Sequence[str] | None,
+                 fields: dict[str, Any]) -> Statement:
+    unknown = set(fields) - set(_EXEC_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown execution fields {sorted(unknown)}")
+    params: dict[str, Any] = {"id": execution_id, "status": status, "ts": time.time()}
+    sets = ["status = :status", "updated_at = :ts"]
+    for key, value in fields.items():
+        sets.append(f"{key} = :{key}")  # keys come from _EXEC_FIELDS, never from users
+        params[key] = _dump(value) if key in _EXEC_JSON else value
+    where = "id = :id"
+    if expect_status is not None:
+        names = [f"s{i}" for i in range(len(expect_status))]
+        where += f" AND status IN ({', '.join(':' + n for n in names)})"
+        params.update(zip(names, expect_status, strict=True))
+    return f"UPDATE executions SET {', '.join(sets)} WHERE {where}", params
 
 
 def _consensus_stmt(rec: ConsensusRecord) -> Statement:
@@ -148,6 +209,8 @@ class SqlStore(BillingSql, ServiceSql, Store):
                                                              rec.idempotency_key) or rec.id
         stored = await self.get_execution(existing_id)
         assert stored is not None
+        if rec.idempotency_key is not None and not _same_request(stored, rec):
+            raise IdempotencyKeyReusedError(rec.idempotency_key, stored.id)
         return stored, False
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
@@ -172,24 +235,30 @@ class SqlStore(BillingSql, ServiceSql, Store):
                                expect_status: Sequence[str] | None = None,
                                events: Sequence[EventRecord] = (), epoch: int | None = None,
                                **fields: Any) -> bool:
-        unknown = set(fields) - set(_EXEC_FIELDS)
-        if unknown:
-            raise TypeError(f"unknown execution fields {sorted(unknown)}")
-        params: dict[str, Any] = {"id": execution_id, "status": status, "ts": time.time()}
-        sets = ["status = :status", "updated_at = :ts"]
-        for key, value in fields.items():
-            sets.append(f"{key} = :{key}")  # keys come from _EXEC_FIELDS, never from users
-            params[key] = _dump(value) if key in _EXEC_JSON else value
-        where = "id = :id"
-        if expect_status is not None:
-            names = [f"s{i}" for i in range(len(expect_status))]
-            where += f" AND status IN ({', '.join(':' + n for n in names)})"
-            params.update(zip(names, expect_status, strict=True))
-        stmts: list[Statement] = [(f"UPDATE executions SET {', '.join(sets)} WHERE {where}",
-                                   params)]
+        stmts = [_update_stmt(execution_id, status, expect_status, fields),
+                 *(_event_stmt(e) for e in events)]
+        try:
+            # The events describe this change: they commit with it or not at all.
+            await _fenced(self.driver, execution_id, epoch, stmts, require=[0])
+        except NoRowsError:
+            return False
+        return True
+
+    async def apply_review(self, execution_id: str, decision: str, *, status: str,
+                           events: Sequence[EventRecord] = (),
+                           vote: CheckpointRecord | None = None, **fields: Any) -> bool:
+        # The execution's row first: it row-locks the execution (concurrent reviews and a
+        # cancel wait, then find it no longer awaiting review), as every fenced write does.
+        stmts = [_update_stmt(execution_id, status, [AWAITING_REVIEW], fields)]
+        if vote is not None:
+            stmts += [_review_vote_stmt(execution_id, vote.agent_id, decision),
+                      _checkpoint_stmt(vote, None)]
         stmts += [_event_stmt(e) for e in events]
-        counts = await _fenced(self.driver, execution_id, epoch, stmts)
-        return counts[0] == 1
+        try:
+            await self.driver.batch(stmts, require=[0, 1] if vote is not None else [0])
+        except (NoRowsError, ConflictError):  # not awaiting review, or reviewed already
+            return False
+        return True
 
     # -- checkpoints
     async def save_checkpoint(self, cp: CheckpointRecord,
@@ -197,15 +266,7 @@ class SqlStore(BillingSql, ServiceSql, Store):
                               events: Sequence[EventRecord] = (),
                               consensus: ConsensusRecord | None = None,
                               epoch: int | None = None) -> bool:
-        stmts: list[Statement] = [(
-            "INSERT INTO checkpoints (execution_id, agent_id, agent_index, attempt, output, "
-            "served_by, superseded, started_at, finished_at, created_at, lease_epoch) VALUES "
-            "(:e, :agent, :idx, :attempt, :output, :served_by, 0, :started, :finished, :ts, "
-            ":epoch)",
-            {"e": cp.execution_id, "agent": cp.agent_id, "idx": cp.agent_index,
-             "attempt": cp.attempt, "output": _dump(cp.output), "served_by": cp.served_by,
-             "started": cp.started_at, "finished": cp.finished_at, "ts": time.time(),
-             "epoch": epoch or 0})]
+        stmts = [_checkpoint_stmt(cp, epoch)]
         stmts += [_handoff_stmt(h) for h in handoffs]
         stmts += [_event_stmt(e) for e in events]
         if consensus is not None:
@@ -285,9 +346,5 @@ class SqlStore(BillingSql, ServiceSql, Store):
         return [ConsensusRecord(**r) for r in rows]
 
     async def review_consensus(self, execution_id: str, node_id: str, decision: str) -> bool:
-        count = await self.driver.execute(
-            "UPDATE consensus_results SET reviewed_decision = :d, reviewed_at = :ts "
-            "WHERE id = (SELECT MAX(id) FROM consensus_results WHERE execution_id = :e "
-            "AND node_id = :node AND outcome = 'manual_review') AND reviewed_decision IS NULL",
-            {"d": decision, "ts": time.time(), "e": execution_id, "node": node_id})
-        return count == 1
+        sql, params = _review_vote_stmt(execution_id, node_id, decision)
+        return await self.driver.execute(sql, params) == 1

@@ -92,6 +92,9 @@ class WorkflowDef(_Strict):
     consensus: ConsensusSpec | None = None
     inputs: dict[str, Any] | None = None
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
+    # Reclaims after a lost worker before the execution is failed as a poison execution
+    # (max_recoveries_exceeded) instead of run again; unset: the worker's default (3).
+    max_recoveries: int | None = Field(None, ge=0, le=1000)
     # Where relative callables ("agents:kyc") are imported from; set by the file loader.
     base_dir: str | None = None
 

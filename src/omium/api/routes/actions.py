@@ -19,17 +19,11 @@ _STATUS = {"model": StatusOut}
 async def cancel(execution_id: str, tenant: TenantId, store: StoreDep,
                  response: Response) -> StatusOut:
     """A queued, failed or awaiting-review execution is cancelled at once (200); a running one
-    is flagged ("cancelling", 202) and its worker stops it at its next lease renewal."""
-    rec = await store.get_execution(execution_id)
-    if rec is None or rec.tenant_id != tenant:
-        raise HTTPException(404, f"no execution with id {execution_id!r}")
-    if rec.status in ("completed", "cancelled"):
-        raise HTTPException(409, f"execution {execution_id} is {rec.status} already")
-    after = await store.request_cancel(execution_id, tenant)
+    is flagged ("cancelling", 202) and its worker stops it at its next lease renewal. 409 once
+    it has ended (completed or cancelled)."""
+    after = await store.request_cancel(execution_id, tenant)  # ended: ExecutionStateError
     if after is None:
         raise HTTPException(404, f"no execution with id {execution_id!r}")
-    if after not in ("cancelled", "cancelling"):  # it finished meanwhile
-        raise HTTPException(409, f"execution {execution_id} is {after} already")
     if after == "cancelled":
         response.status_code = 200
     return StatusOut(execution_id=execution_id, status=after)

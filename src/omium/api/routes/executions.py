@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from omium import metrics
 from omium.api import detail as shape
@@ -13,13 +13,16 @@ from omium.api.auth import TenantId
 from omium.api.cursor import decode_cursor, encode_cursor
 from omium.api.deps import PlansDep, StoreDep
 from omium.api.schemas import (
+    CURSOR_DOC,
+    DETAIL_ITEMS,
     ExecutionDetail,
     ExecutionPage,
+    ExecutionStatus,
     StatusOut,
     SubmitRequest,
 )
 from omium.engine.executor import check_inputs
-from omium.store import STATUSES
+from omium.errors import IdempotencyKeyReusedError
 from omium.store.records import QUEUED, ExecutionRecord
 
 router = APIRouter(tags=["executions"])
@@ -36,11 +39,14 @@ def _body_error(msg: str, *loc: str) -> HTTPException:
 
 @router.post("/executions", status_code=202, response_model=StatusOut,
              responses={200: {"model": StatusOut,
-                              "description": "the idempotency key was used: that execution"}})
+                              "description": "the idempotency key was used: that execution"},
+                        409: {"description": "the idempotency key was used with another "
+                                             "workflow or other inputs"}})
 async def submit(body: SubmitRequest, tenant: TenantId, store: StoreDep, plans: PlansDep,
                  response: Response) -> StatusOut:
     """Queue an execution for a worker. Validation happens here: an invalid workflow or
-    inputs is a 422 naming each field, and nothing is written."""
+    inputs is a 422 naming each field, and nothing is written. An ``idempotency_key`` used
+    before returns that execution (200) if workflow and inputs are the same, else 409."""
     if (body.workflow_id is None) == (body.workflow is None):
         raise _body_error("give exactly one of workflow_id or workflow")
     if body.workflow is not None:
@@ -53,9 +59,12 @@ async def submit(body: SubmitRequest, tenant: TenantId, store: StoreDep, plans: 
         wf = found
     inputs = body.inputs if body.inputs is not None else wf.default_inputs
     check_inputs(wf.plan, inputs)
-    rec, created = await store.create_execution(ExecutionRecord(
-        new_execution_id(), wf.name, wf.definition, inputs, status=QUEUED, tenant_id=tenant,
-        workflow_id=wf.workflow_id, idempotency_key=body.idempotency_key))
+    try:
+        rec, created = await store.create_execution(ExecutionRecord(
+            new_execution_id(), wf.name, wf.definition, inputs, status=QUEUED,
+            tenant_id=tenant, workflow_id=wf.workflow_id, idempotency_key=body.idempotency_key))
+    except IdempotencyKeyReusedError as err:  # the same key names one request (Stripe's rule)
+        raise HTTPException(409, str(err)) from None
     if created:
         metrics.executions_started.labels(wf.framework, tenant).inc()
     else:
@@ -64,14 +73,15 @@ async def submit(body: SubmitRequest, tenant: TenantId, store: StoreDep, plans: 
 
 
 @router.get("/executions", response_model=ExecutionPage)
-async def list_executions(tenant: TenantId, store: StoreDep, status: str | None = None,
-                          workflow_id: str | None = None,
-                          limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                          cursor: str | None = None) -> dict[str, Any]:
+async def list_executions(
+        tenant: TenantId, store: StoreDep,
+        status: Annotated[ExecutionStatus | None, Query(
+            description="only executions in this status")] = None,
+        workflow_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(description=CURSOR_DOC)] = None
+) -> dict[str, Any]:
     """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    if status is not None and status not in STATUSES:
-        raise HTTPException(422, detail=[{"loc": ["query", "status"], "type": "enum",
-                                          "msg": f"must be one of {', '.join(STATUSES)}"}])
     rows = await store.list_executions(status=status, tenant_id=tenant, limit=limit + 1,
                                        workflow_id=workflow_id, before=decode_cursor(cursor))
     rows, more = rows[:limit], len(rows) > limit  # one extra row: is there a next page?
@@ -81,11 +91,12 @@ async def list_executions(tenant: TenantId, store: StoreDep, status: str | None 
 
 
 @router.get("/executions/{execution_id}", response_model=ExecutionDetail)
-async def get_execution(execution_id: str, tenant: TenantId, store: StoreDep
-                        ) -> dict[str, Any]:
-    """Status, decision, result, failure, steps, checkpoints, handoffs, votes, events,
-    LLM usage and lease, read in one round trip."""
-    found = await store.execution_detail(execution_id, tenant)
+async def get_execution(execution_id: str, tenant: TenantId, store: StoreDep,
+                        request: Request) -> dict[str, Any]:
+    """Status, decision, result, failure, LLM usage and lease, with the first
+    ``DETAIL_ITEMS`` (100) steps, checkpoints, handoffs, votes, events and usage records,
+    their ``totals`` and ``links`` to page through all of each; one round trip."""
+    found = await store.execution_detail(execution_id, tenant, limit=DETAIL_ITEMS)
     if found is None:
         raise HTTPException(404, f"no execution with id {execution_id!r}")
-    return shape.execution_detail(found)
+    return shape.execution_detail(found, request.url.path.rstrip("/"))

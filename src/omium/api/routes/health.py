@@ -1,24 +1,29 @@
-"""Liveness, readiness and Prometheus metrics: no API key needed."""
+"""Liveness and readiness (no key needed) and Prometheus metrics (a metrics token or an
+admin key: the metrics name tenants)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     generate_latest,
 )
+from pydantic import BaseModel
 
 from omium import metrics
 from omium.api.deps import SettingsDep, StoreDep
 from omium.api.metrics_extra import queue_depth
+from omium.api.schemas import ErrorOut
 from omium.store.migrate import current_revision
 from omium.store.migrations import HEAD
 
@@ -39,7 +44,13 @@ async def _check(probe: Awaitable[Any]) -> tuple[bool, Any]:
         return False, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
-@router.get("/health/ready", responses={503: {"description": "a check failed"}})
+class Readiness(BaseModel):
+    status: str  # "ready" or "not_ready"
+    checks: dict[str, dict[str, Any]]  # database, migrations[, workers]: {"ok": bool, ...}
+
+
+@router.get("/health/ready", response_model=Readiness, responses={
+    503: {"model": Readiness, "description": "a check failed"}})
 async def ready(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """Readiness: the database answers, its schema is at the newest migration, and (where
     this deployment runs workers) at least one worker has sent a heartbeat lately."""
@@ -64,11 +75,38 @@ async def ready(store: StoreDep, settings: SettingsDep) -> JSONResponse:
                                  "checks": checks})
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+_metrics_bearer = HTTPBearer(auto_error=False, scheme_name="MetricsToken",
+                             description="OMIUM_METRICS_TOKEN, or an admin key")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+async def metrics_reader(
+        request: Request, settings: SettingsDep,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)]
+) -> None:
+    """The metrics token (what Prometheus sends: ``authorization: {credentials: ...}``) or
+    any admin key; a tenant's key is a 403, anything else a 401."""
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "metrics need Authorization: Bearer <OMIUM_METRICS_TOKEN "
+                                 "or an admin key>", headers=_CHALLENGE)
+    token = settings.metrics_token
+    if token and hmac.compare_digest(creds.credentials.encode(), token.encode()):
+        return
+    state = request.app.state
+    who = await state.auth.principal(state.store, creds.credentials)
+    if who is None:
+        raise HTTPException(401, "invalid metrics token or API key", headers=_CHALLENGE)
+    if not who.admin:
+        raise HTTPException(403, "metrics need the metrics token or an admin key")
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_reader)],
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                       401: {"model": ErrorOut, "description": "no or a wrong token"},
+                       403: {"model": ErrorOut, "description": "a tenant's API key"}})
 async def prometheus(store: StoreDep) -> Response:
     """Prometheus text format; with ``PROMETHEUS_MULTIPROC_DIR`` set, aggregated over all
-    worker processes."""
+    worker processes. Needs ``OMIUM_METRICS_TOKEN`` or an admin key as a Bearer token."""
     ok, depth = await _check(store.queue_depth())
     if ok:
         queue_depth.set(depth)
