@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bench._agents import SCHEMA_2020_12, noop_chain
+from bench.agents import SCHEMA_2020_12, noop_chain
 from bench._common import (
     ROOT,
     FreshPgDatabase,
@@ -49,7 +49,7 @@ SUBMIT_SCHEMA: dict[str, Any] = {
 
 
 def workflow_definition() -> dict[str, Any]:
-    """Three no-op Python agents in sequence (``bench._agents:noop``, resolved from the
+    """Three no-op Python agents in sequence (``bench.agents:noop``, resolved from the
     server's working directory: the repository root), an input schema on the first."""
     agents = noop_chain(3)
     agents[0]["input_schema"] = SUBMIT_SCHEMA
@@ -196,6 +196,7 @@ def server_env() -> dict[str, str]:
     """This environment without OMIUM_* variables, the repository root first on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMIUM_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["OMIUM_ALLOWED_MODULES"] = "bench"  # the benchmark's own agents, named over the API
     return env
 
 
@@ -221,7 +222,7 @@ class Server:
 
     It runs in a temporary working directory (``serve`` writes a ``.omium-local-key`` file
     there for a PostgreSQL URL) with the repository root on ``PYTHONPATH`` so that
-    ``bench._agents`` imports."""
+    ``bench.agents`` imports."""
 
     def __init__(self, url: str, *, processes: int, port: int) -> None:
         self.url, self.processes, self.port = url, processes, port

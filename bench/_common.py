@@ -2,7 +2,7 @@
 throwaway PostgreSQL databases on a server URL, bulk inserts into a SQLite ``executions`` table.
 
 Machine facts read from ``/proc`` (CPU seconds, busy cores, free ports) are in
-``bench._machine``; agents, schemas and payloads in ``bench._agents``.
+``bench._machine``; agents, schemas and payloads in ``bench.agents``.
 """
 
 from __future__ import annotations

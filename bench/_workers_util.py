@@ -257,6 +257,7 @@ class WorkerProcs:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "OMIUM_DATABASE_URL"}
+        env["OMIUM_ALLOWED_MODULES"] = "bench"  # workers re-check the references they run
         for _ in range(self.k):
             log = tempfile.TemporaryFile(prefix="omium-wbench-worker-")
             self.logs.append(log)

@@ -4,7 +4,7 @@ What is measured (per backend: SQLite and/or PostgreSQL; everything on loopback)
     1. A fresh database. A tenant is created with ``omium tenants create NAME --db URL
        --json``; ``omium serve --no-workers --processes P --port X --db URL`` is started (API
        processes only: executions are queued, never run); ``/health`` is awaited; a small
-       workflow (three ``bench._agents:noop`` Python agents in sequence, a JSON Schema on the
+       workflow (three ``bench.agents:noop`` Python agents in sequence, a JSON Schema on the
        first, so every submission's inputs are validated) is registered with
        ``POST /api/v1/workflows``.
     2. Baseline: the same load generator against ``GET /health`` of the same server (no

@@ -2,9 +2,9 @@
 
 What is measured
     ``await HandoffProtocol(...).initiate_handoff(...)`` of one realistic loan application
-    (``bench._agents.applicant_payload``: a nested applicant record with 48 card
+    (``bench.agents.applicant_payload``: a nested applicant record with 48 card
     transactions, ~10 KB as JSON) against a matching JSON Schema 2020-12
-    (``bench._agents.APPLICANT_SCHEMA``: ``$defs``/``$ref``, patterns, enums,
+    (``bench.agents.APPLICANT_SCHEMA``: ``$defs``/``$ref``, patterns, enums,
     ``additionalProperties: false``), from one sender to one receiver, N times after a
     warm-up. Wall-clock time around the call (``time.perf_counter``), in four modes:
 
@@ -12,7 +12,7 @@ What is measured
                           asking): validation + the majority rule;
     * protocol+hook     - no store, the receiver is a ``PythonAgent`` built from an
                           ``AgentSpec`` whose definition has ``callable`` and ``accept``
-                          (``bench._agents:score`` / ``bench._agents:accept_applicant``), so
+                          (``bench.agents:score`` / ``bench.agents:accept_applicant``), so
                           its accept hook is asked for an ack every time;
     * protocol+hook+sqlite - as above with a SQLite store (temp file, the store's defaults:
                           WAL, synchronous=NORMAL) and ``persist=True``: each handoff record
@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 
 from jsonschema import Draft202012Validator  # noqa: E402
 
-from bench._agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
+from bench.agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
 from bench._common import add_timed_counts, percentile  # noqa: E402
 from omium.agents.python import PythonAgent  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
@@ -66,8 +66,8 @@ SENDER = "kyc_agent"
 
 def receiver_agent() -> PythonAgent:
     spec = AgentSpec(id=RECEIVER, framework="python",
-                     definition={"callable": "bench._agents:score",
-                                 "accept": "bench._agents:accept_applicant"},
+                     definition={"callable": "bench.agents:score",
+                                 "accept": "bench.agents:accept_applicant"},
                      input_schema=APPLICANT_SCHEMA)
     agent = PythonAgent(spec, str(ROOT))
     assert agent.has_accept_hook

@@ -1,7 +1,7 @@
 """Per-agent engine overhead (checkpoint + handoff) of Omium, compared with LangGraph.
 
 What is measured
-    A 10-agent *sequential* workflow of no-op Python agents (``bench._agents:noop``, which
+    A 10-agent *sequential* workflow of no-op Python agents (``bench.agents:noop``, which
     returns a two-key dict), each agent with a small JSON Schema ``input_schema`` so that
     every handoff is validated. N executions, each one
     ``await MultiAgentExecutor(store=store).execute(f"bench-{i}", wf)`` on one connected
@@ -67,7 +67,7 @@ if str(ROOT) not in sys.path:
 
 from jsonschema import Draft202012Validator  # noqa: E402
 
-from bench._agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
+from bench.agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
 from bench._common import (  # noqa: E402
     FreshPgDatabase,
     add_postgres_option,

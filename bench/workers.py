@@ -1,7 +1,7 @@
 """Worker throughput: executions completed per second by 1, 2 and 4 worker *processes*.
 
 What is measured
-    A 3-agent *sequential* workflow of no-op Python agents (``bench._agents:noop``), stored
+    A 3-agent *sequential* workflow of no-op Python agents (``bench.agents:noop``), stored
     once with ``put_workflow`` (as the API does, so workers prepare it once and cache the plan).
     For each worker count K (default 1, 2, 4), on PostgreSQL (required):
 
@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._agents import NOOP_INPUTS, noop_workflow  # noqa: E402
+from bench.agents import NOOP_INPUTS, noop_workflow  # noqa: E402
 from bench._common import PG_ENV, add_postgres_option  # noqa: E402
 from bench._machine import busy_fraction, cores, machine_cpu  # noqa: E402
 from bench._workers_util import (  # noqa: E402

@@ -107,3 +107,8 @@ class ShoutAgent(Agent):
 
     async def run(self, inputs: Any, ctx: AgentContext) -> Any:
         return {"shout": self.spec.definition["text"].upper()}
+
+
+def not_a_number(inputs: Any) -> dict[str, Any]:
+    """An output JSON cannot hold: json.dumps would write it as the non-JSON text NaN."""
+    return {"score": float("nan")}

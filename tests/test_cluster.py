@@ -34,7 +34,8 @@ async def test_300_executions_survive_a_killed_worker(postgres_url: str, tmp_pat
     database_url = postgres_url  # multi-machine scale is PostgreSQL plus more processes
     effects = tmp_path / "effects.jsonl"
     env = {**os.environ, "OMIUM_DATABASE_URL": database_url,
-           "OMIUM_TEST_EFFECTS": str(effects), "OMIUM_TEST_STEP_S": "0.02"}
+           "OMIUM_TEST_EFFECTS": str(effects), "OMIUM_TEST_STEP_S": "0.02",
+           "OMIUM_METRICS_TOKEN": "scrape-token"}
     created = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "omium.cli", "tenants", "create", "acme",
                          "--json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
@@ -90,7 +91,9 @@ async def test_300_executions_survive_a_killed_worker(postgres_url: str, tmp_pat
                 events = {i: await store.get_events(i) for i in ids}
             async with http.get(f"{base}/api/v1/executions/{ids[0]}") as r:
                 assert r.status == 200 and (await r.json())["status"] == "completed"
-            async with http.get(f"{base}/metrics") as r:  # summed over both API processes
+            async with http.get(f"{base}/metrics",  # summed over both API processes
+                                headers={"Authorization": "Bearer scrape-token"}) as r:
+                assert r.status == 200, await r.text()
                 metrics_text = await r.text()
     finally:
         for p in procs:

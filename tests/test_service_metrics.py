@@ -31,7 +31,8 @@ async def test_metrics_move_after_a_run_by_in_process_workers(tmp_path: Path) ->
                                   headers={"Authorization": f"Bearer {ADMIN}"})
         tenant, key = r.json()["tenant_id"], r.json()["api_key"]
         headers = {"Authorization": f"Bearer {key}"}
-        before = scrape((await api.client.get("/metrics")).text)
+        admin = {"Authorization": f"Bearer {ADMIN}"}  # /metrics names tenants: not public
+        before = scrape((await api.client.get("/metrics", headers=admin)).text)
         ids = [await api.submit(headers, workflow=wf) for _ in range(3)]
         for _ in range(200):  # the in-process workers pick them up
             statuses = [(await api.client.get(f"{V1}/executions/{i}", headers=headers)
@@ -41,7 +42,7 @@ async def test_metrics_move_after_a_run_by_in_process_workers(tmp_path: Path) ->
             await asyncio.sleep(0.05)
         assert statuses == ["completed"] * 3
         ready = await api.client.get("/health/ready")
-        after = scrape((await api.client.get("/metrics")).text)
+        after = scrape((await api.client.get("/metrics", headers=admin)).text)
     assert ready.status_code == 200, ready.text
 
     def moved(name: str, **labels: str) -> float:

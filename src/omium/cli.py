@@ -25,6 +25,7 @@ from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_in
 from omium.engine.plan import prepare
 from omium.engine.result import ExecutionResult
 from omium.errors import OmiumError
+from omium.jsonsafe import MAX_JSON_DEPTH, NotJSONError, json_problem, loads_strict
 from omium.store import STATUSES, open_store
 from omium.workflow.loader import load_workflow
 
@@ -47,15 +48,26 @@ def _read_inputs(value: str | None) -> Any:
     if value is None:
         return None
     path = Path(value)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # JSON longer than a file name may be ("File name too long")
+        is_file = False
+    if is_file:
         try:
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
+            inputs = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             fail(f"--input {value}: not valid JSON/YAML: {e}")
+        except RecursionError:  # PyYAML composes nested nodes recursively
+            fail(f"--input {value}: nested deeper than {MAX_JSON_DEPTH} levels")
+        if (bad := json_problem(inputs, "inputs")) is not None:  # YAML's .nan, .inf
+            fail(f"--input {value}: {bad}")
+        return inputs
     try:
-        return json.loads(value)
+        return loads_strict(value)
     except json.JSONDecodeError as e:
         fail(f"--input: {value!r} is neither a file nor valid JSON ({e.msg} at {e.pos})")
+    except NotJSONError as e:
+        fail(f"--input: {e}")
 
 
 def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = None) -> NoReturn:
@@ -169,7 +181,8 @@ def list_executions(status: Annotated[str | None, typer.Option(help="Only this s
     if as_json:
         print(json.dumps([{k: getattr(r, k) for k in ("id", "workflow_name", "status",
                                                         "decision", "failed_agent",
-                                                        "created_at", "finished_at")}
+                                                        "failure_type", "created_at",
+                                                        "finished_at")}
                           for r in rows], default=str))
         return
     table = Table(title="executions")

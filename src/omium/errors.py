@@ -53,7 +53,8 @@ class HandoffValidationError(jsonschema.ValidationError, OmiumError):
     @classmethod
     def from_error(cls, err: jsonschema.ValidationError,
                    receiver: str | None = None) -> HandoffValidationError:
-        """Wrap jsonschema's error, keeping its path so ``json_path`` names the bad field."""
+        """Wrap the error ``omium.schemas.first_error`` gives (jsonschema-rs's verdict in a
+        ``jsonschema.ValidationError``), keeping its path so ``json_path`` names the field."""
         new = cls(err.message, validator=err.validator, path=err.path, cause=err.cause,
                   context=err.context, validator_value=err.validator_value,
                   instance=err.instance, schema=err.schema, schema_path=err.schema_path)
@@ -63,6 +64,16 @@ class HandoffValidationError(jsonschema.ValidationError, OmiumError):
     def __str__(self) -> str:
         to = f" for {self.receiver}" if self.receiver else ""
         return f"handoff data invalid{to} at {self.json_path}: {self.message}"
+
+
+class SchemaCompileError(OmiumError, ValueError):
+    """jsonschema-rs refuses a schema (meta-schema violation, a pattern its linear-time regex
+    engine cannot compile, a reference outside the schema); ``path`` is where inside the
+    schema, ``/``-joined (``properties/x/pattern``)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"invalid JSON Schema at {path or '(root)'}: {reason}")
 
 
 class ExecutionNotFoundError(OmiumError):

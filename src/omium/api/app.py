@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from omium.api import errors
 from omium.api.auth import Authenticator
+from omium.api.jsonbody import StrictJSONMiddleware
 from omium.api.limits import BodyLimitMiddleware
 from omium.api.plans import PlanCache
 from omium.api.routes import (
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.plans = PlanCache()
     app.state.on_startup_extra = [start_workers] if settings.worker_concurrency > 0 else []
     errors.install(app)
+    app.add_middleware(StrictJSONMiddleware)  # innermost: sees bodies already size-capped
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     for module in (workflows, executions, execution_lists, actions, events, tenants):

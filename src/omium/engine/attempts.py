@@ -11,6 +11,7 @@ from typing import Any
 from omium.agents.base import Agent, AgentContext, contained
 from omium.engine.failures import Failure, classify, describe
 from omium.errors import OutputValidationError
+from omium.jsonsafe import json_problem
 from omium.schemas import first_error
 from omium.workflow.model import AgentSpec
 
@@ -33,6 +34,8 @@ async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext
     SystemExit out of the event loop."""
     call = contained(agent.run(inputs, ctx))
     output = await (asyncio.wait_for(call, spec.timeout_s) if spec.timeout_s else call)
+    if (bad := json_problem(output, "$")) is not None:  # NaN would be stored as non-JSON
+        raise OutputValidationError(f"output is not valid JSON at {bad.path}: {bad.reason}")
     schema = spec.output_schema
     if schema is not None and (err := first_error(schema, output)):
         where = err.json_path

@@ -18,6 +18,7 @@ from omium.errors import (
     FieldProblem,
     InputValidationError,
 )
+from omium.jsonsafe import json_problem
 from omium.schemas import first_error
 from omium.store import open_store
 from omium.store.base import Store
@@ -42,6 +43,8 @@ REVIEW_DECISIONS = ("approve", "reject")
 def check_inputs(plan: Plan, inputs: Any) -> None:
     """Validate inputs against every entry agent's input schema before anything is written."""
     problems = []
+    if (bad := json_problem(inputs, "inputs")) is not None:  # NaN, or too deep to store
+        raise InputValidationError([bad])
     try:
         json.dumps(inputs)
     except (TypeError, ValueError) as err:

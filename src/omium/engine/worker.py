@@ -23,10 +23,12 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from omium import metrics
+from omium.agents._imports import allowed_modules
+from omium.agents.refs import reference_problems
 from omium.billing.ledger import Ledger
 from omium.engine.plan import Plan, prepare
 from omium.engine.run import Run
-from omium.errors import StaleLeaseError
+from omium.errors import StaleLeaseError, WorkflowValidationError
 from omium.store.base import Store
 from omium.store.records import CANCELLED, FAILED, RUNNING, EventRecord, ExecutionRecord
 
@@ -134,11 +136,20 @@ class Worker:
     # -- one execution
     def _plan(self, rec: ExecutionRecord) -> Plan:
         key = rec.workflow_id
-        if key is None:
-            return prepare(rec.definition)
-        if key not in self._plans:
-            self._plans[key] = prepare(rec.definition)
-        return self._plans[key]
+        if key is not None and key in self._plans:
+            return self._plans[key]
+        # What a worker runs was submitted over the API (or requeued from there): its code
+        # references get the client's rules again, so a definition stored before a tighter
+        # allowlist (or written into the database by hand) cannot run what the API refuses.
+        # A CLI run's own definition (it carries base_dir) is the operator's code.
+        if "base_dir" not in rec.definition:
+            problems = reference_problems(rec.definition, allowed_modules())
+            if problems:
+                raise WorkflowValidationError(problems)
+        plan = prepare(rec.definition)
+        if key is not None:
+            self._plans[key] = plan
+        return plan
 
     def _llm(self, plan: Plan) -> LLMRouter | None:
         if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
@@ -176,6 +187,13 @@ class Worker:
             log.warning("execution %s: lease epoch %s lost to another worker", rec.id, epoch)
         except asyncio.CancelledError:
             raise
+        except WorkflowValidationError as err:  # refused here: fail it, naming each problem
+            log.warning("execution %s refused: %s", rec.id, err)
+            with contextlib.suppress(Exception):
+                await self.store.update_execution(
+                    rec.id, status=FAILED, epoch=epoch, error=str(err),
+                    failure_type="validation_error", finished_at=time.time(), lease_owner=None,
+                    lease_expires_at=None)
         except Exception as err:  # a bug or a broken definition: fail it, do not loop on it
             log.exception("execution %s failed in the worker", rec.id)
             with contextlib.suppress(Exception):

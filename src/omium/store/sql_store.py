@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    # allow_nan=False: NaN/Infinity written as text would be read back as nothing valid.
+    # What enters is checked earlier (omium.jsonsafe); this is the last line, a ValueError.
+    return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
 
 
 def _load(text: str | None) -> Any:

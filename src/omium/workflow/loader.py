@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from omium.errors import FieldProblem, WorkflowValidationError
+from omium.jsonsafe import MAX_JSON_DEPTH, NotJSONError, json_problem, loads_strict
 from omium.workflow.model import WorkflowDef
 from omium.workflow.validate import structural_problems
 
@@ -47,6 +48,9 @@ def parse_workflow(obj: WorkflowDef | dict[str, Any], *, source: str | None = No
             raise WorkflowValidationError(
                 [FieldProblem("", f"a workflow must be a mapping, got {type(obj).__name__}")],
                 source)
+        # Before pydantic, which recurses: no NaN (YAML's .nan too), nothing too deep.
+        if (problem := json_problem(obj)) is not None:
+            raise WorkflowValidationError([problem], source)
         try:
             defn = WorkflowDef.model_validate(obj)
         except ValidationError as err:
@@ -69,11 +73,15 @@ def read_document(path: str | Path) -> Any:
                                       str(p)) from None
     try:
         if p.suffix.lower() == ".json":
-            return json.loads(text)
+            return loads_strict(text)
         return yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
+    except (yaml.YAMLError, json.JSONDecodeError, NotJSONError) as err:
         raise WorkflowValidationError([FieldProblem("", f"not valid YAML/JSON: {err}")],
                                       str(p)) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise WorkflowValidationError([FieldProblem(
+            "", f"not valid YAML/JSON: nested deeper than {MAX_JSON_DEPTH} levels")],
+            str(p)) from None
 
 
 def load_workflow(path: str | Path) -> WorkflowDef:

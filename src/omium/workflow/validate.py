@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-
-from jsonschema import Draft202012Validator, SchemaError
+from typing import Any
 
 from omium.errors import FieldProblem
+from omium.jsonsafe import MAX_PATTERN_CHARS, MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, json_problem
+from omium.schemas import schema_error
 from omium.workflow.model import AgentSpec, WorkflowDef
 
 
@@ -15,14 +16,43 @@ def _where(i: int, spec: AgentSpec, field: str) -> str:
     return f"agents[{i}] ({spec.id}).{field}"
 
 
+def _long_pattern(schema: Any) -> tuple[str, int] | None:
+    """Where a ``pattern`` or ``patternProperties`` regex is longer than the cap (and its
+    length), found without recursion."""
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, list):
+            stack.extend((v, f"{at}/{i}") for i, v in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and len(pattern) > MAX_PATTERN_CHARS:
+            return f"{at}/pattern", len(pattern)
+        props = node.get("patternProperties")
+        for regex in props if isinstance(props, dict) else ():
+            if len(regex) > MAX_PATTERN_CHARS:
+                return f"{at}/patternProperties", len(regex)
+        # Everything is walked, data keywords (const, default) too: under "properties" a
+        # subschema may be named "default", and skipping it would hide its pattern.
+        stack.extend((v, f"{at}/{k}") for k, v in node.items())
+    return None
+
+
 @lru_cache(maxsize=1024)
 def _schema_error(canonical: str) -> tuple[str, str] | None:
-    # Checking a schema against the metaschema costs ~0.7 ms; every execution re-validates
-    # its definition, so the verdict is cached by the schema's canonical text.
-    try:
-        Draft202012Validator.check_schema(json.loads(canonical))
-    except SchemaError as err:
-        return "/".join(str(p) for p in err.absolute_path), err.message
+    """(where, why) the schema is refused, or None. Caps first, so nothing costly (the
+    compiler) sees an oversized schema; then jsonschema-rs, the engine that will run it.
+    Cached by the schema's canonical text: every execution re-validates its definition."""
+    if len(canonical.encode()) > MAX_SCHEMA_BYTES:
+        return "", f"larger than {MAX_SCHEMA_BYTES} bytes as JSON"
+    schema = json.loads(canonical)
+    if (long := _long_pattern(schema)) is not None:
+        return long[0].lstrip("/"), (f"a regular expression of {long[1]} characters (at most "
+                                     f"{MAX_PATTERN_CHARS})")
+    if (err := schema_error(schema)) is not None:
+        return err.path, err.reason
     return None
 
 
@@ -31,6 +61,12 @@ def _schema_problems(i: int, spec: AgentSpec) -> list[FieldProblem]:
     for field in ("input_schema", "output_schema"):
         schema = getattr(spec, field)
         if schema is None:
+            continue
+        if (bad := json_problem(schema, max_depth=MAX_SCHEMA_DEPTH)) is not None:
+            # Depth and NaN come before serialising: json.dumps recurses, and writes NaN.
+            where = f" (at {bad.path})" if bad.path else ""
+            out.append(FieldProblem(_where(i, spec, field),
+                                    f"not a valid JSON Schema: {bad.reason}{where}"))
             continue
         found = _schema_error(json.dumps(schema, sort_keys=True, default=str))
         if found is not None:

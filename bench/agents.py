@@ -1,6 +1,6 @@
 """Agents, schemas and payloads shared by the benchmarks in ``bench/``.
 
-Referenced from workflow definitions as ``"bench._agents:noop"`` etc. (the repository root
+Referenced from workflow definitions as ``"bench.agents:noop"`` etc. (the repository root
 must be importable: the benchmarks pass it as the workflow's ``base_dir``).
 """
 
@@ -43,7 +43,7 @@ def noop_chain(n_agents: int, input_schema: dict[str, Any] | None = None
     ``noop``, each with ``input_schema`` (the same object) when one is given."""
     extra = {} if input_schema is None else {"input_schema": input_schema}
     return [{"id": f"agent_{i}", "framework": "python",
-             "definition": {"callable": "bench._agents:noop"}, **extra}
+             "definition": {"callable": "bench.agents:noop"}, **extra}
             for i in range(n_agents)]
 
 
@@ -51,7 +51,7 @@ def noop_workflow(name: str, n_agents: int, input_schema: dict[str, Any] | None 
                   ) -> dict[str, Any]:
     """A sequential workflow of ``noop_chain(n_agents, input_schema)`` starting from
     ``NOOP_INPUTS``, run in-process (``base_dir`` is the repository root, so that
-    ``bench._agents:noop`` imports from any working directory)."""
+    ``bench.agents:noop`` imports from any working directory)."""
     return {
         "name": name,
         "execution_order": "sequential",
