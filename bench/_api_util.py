@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bench.agents import SCHEMA_2020_12, noop_chain
 from bench._common import (
     ROOT,
     FreshPgDatabase,
@@ -30,6 +29,7 @@ from bench._common import (
     sqlite_insert_executions,
 )
 from bench._machine import _stat, tree_cpu_s
+from bench.agents import SCHEMA_2020_12, noop_chain
 
 # The columns the bulk loader writes; the rest take their server defaults.
 EXEC_COLUMNS = ("id", "workflow_id", "workflow_name", "definition", "inputs", "status",

@@ -51,8 +51,8 @@ if str(ROOT) not in sys.path:
 
 from jsonschema import Draft202012Validator  # noqa: E402
 
-from bench.agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
 from bench._common import add_timed_counts, percentile  # noqa: E402
+from bench.agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
 from omium.agents.python import PythonAgent  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
 from omium.schemas import compiled  # noqa: E402

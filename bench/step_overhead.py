@@ -67,13 +67,13 @@ if str(ROOT) not in sys.path:
 
 from jsonschema import Draft202012Validator  # noqa: E402
 
-from bench.agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
 from bench._common import (  # noqa: E402
     FreshPgDatabase,
     add_postgres_option,
     add_timed_counts,
     percentile,
 )
+from bench.agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
 from omium.engine.executor import MultiAgentExecutor  # noqa: E402
 from omium.engine.plan import prepare  # noqa: E402

@@ -71,7 +71,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.agents import NOOP_INPUTS, noop_workflow  # noqa: E402
 from bench._common import PG_ENV, add_postgres_option  # noqa: E402
 from bench._machine import busy_fraction, cores, machine_cpu  # noqa: E402
 from bench._workers_util import (  # noqa: E402
@@ -83,6 +82,7 @@ from bench._workers_util import (  # noqa: E402
     WorkerResult,
     execution_rows,
 )
+from bench.agents import NOOP_INPUTS, noop_workflow  # noqa: E402
 from omium.engine.plan import prepare  # noqa: E402
 from omium.store import open_store  # noqa: E402
 
