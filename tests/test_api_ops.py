@@ -26,7 +26,7 @@ from tests._serve_process import METRICS_TOKEN, omium_serve
 
 async def test_metrics_need_the_token_or_an_admin_key(tmp_path: Path) -> None:
     async with serve(f"sqlite:///{tmp_path}/m.db", metrics_token="scrape-me") as api:
-        _, tenant = await api.tenant("metered")
+        _, tenant = await api.tenant("scraped")
         await api.submit(tenant, workflow=sequential())
         anonymous = await api.client.get("/metrics")
         wrong = await api.client.get("/metrics", headers={"Authorization": "Bearer nope"})
@@ -42,7 +42,7 @@ async def test_metrics_need_the_token_or_an_admin_key(tmp_path: Path) -> None:
     assert tenant_key.status_code == 403 and "metrics token" in tenant_key.json()["detail"]
     for ok in (token, admin):
         assert ok.status_code == 200
-        assert 'omium_executions_started_total{framework="python",tenant_id="metered"}' \
+        assert 'omium_executions_started_total{framework="python",tenant_id="scraped"}' \
             in ok.text
     assert health.status_code == 200 and ready.status_code == 200  # probes stay public
 

@@ -41,6 +41,15 @@ def nested(levels: int, leaf: Any = 1) -> Any:
     return value
 
 
+MARK = "<constant>"
+
+
+def with_constant(value: Any, constant: str) -> str:
+    """``value`` as JSON text with every MARK string replaced by the bare ``constant``
+    (``NaN``, ``Infinity``): text json.dumps refuses to write, as a careless client might."""
+    return json.dumps(value).replace(json.dumps(MARK), constant)
+
+
 def redos_workflow(name: str) -> dict[str, Any]:
     return {"name": name, "agents": [agent("kyc", input_schema=REDOS)]}
 
@@ -128,7 +137,7 @@ async def test_pattern_verdicts_agree_everywhere(sqlite_store: Any) -> None:
     executor = MultiAgentExecutor(sqlite_store)
     schema = {"type": "object", "properties": {"name": LOWER}}
     wf = {"name": "lower", "agents": [agent("a", input_schema=schema)]}
-    with pytest.raises(InputValidationError, match="inputs.name"):
+    with pytest.raises(InputValidationError, match=r"inputs\.name"):
         await executor.execute("e-in", wf, {"name": "abc\n"})
     # An output: echo's {"seen": ...} against an output_schema with the same pattern.
     out_schema = {"type": "object", "properties": {"seen": {"properties": {"name": LOWER}}}}
@@ -199,6 +208,14 @@ async def test_deep_inputs_are_refused(any_api: Api, levels: int) -> None:
     assert r.json()["items"] == []  # nothing was written
 
 
+async def test_a_body_too_deep_for_the_json_decoder_is_a_422(any_api: Api) -> None:
+    _, h = await any_api.tenant("acme")
+    body = '{"inputs": ' + "[" * 5000 + "]" * 5000 + "}"  # json.loads: RecursionError
+    r = await any_api.client.post(f"{V1}/executions", content=body, headers={**h, **JSON_H})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"] == "nested deeper than 64 levels"
+
+
 @pytest.mark.parametrize("levels", [65, 300, 900])
 async def test_deep_definitions_are_refused(any_api: Api, levels: int) -> None:
     _, h = await any_api.tenant("acme")
@@ -211,7 +228,7 @@ async def test_deep_definitions_are_refused(any_api: Api, levels: int) -> None:
 
 
 async def test_inputs_nested_64_levels_are_taken_and_read_back(any_api: Api) -> None:
-    tenant, h = await any_api.tenant("acme")
+    _, h = await any_api.tenant("acme")
     wf = {"name": "echo", "agents": [agent("a", ECHO)]}
     ex = await any_api.submit(h, workflow=wf, inputs=nested(MAX_JSON_DEPTH))
     r = await any_api.client.get(f"{V1}/executions/{ex}", headers=h)
@@ -225,8 +242,8 @@ async def test_inputs_nested_64_levels_are_taken_and_read_back(any_api: Api) -> 
 async def test_non_finite_numbers_in_inputs_are_refused(any_api: Api, constant: str) -> None:
     _, h = await any_api.tenant("acme")
     schema = {"type": "object", "properties": {"amount": {"minimum": 0, "maximum": 10}}}
-    wf = json.dumps({"name": "n", "agents": [agent("a", ECHO, input_schema=schema)]})
-    body = f'{{"workflow": {wf}, "inputs": {{"amount": {constant}}}}}'
+    wf = {"name": "n", "agents": [agent("a", ECHO, input_schema=schema)]}
+    body = with_constant({"workflow": wf, "inputs": {"amount": MARK}}, constant)
     r = await any_api.client.post(f"{V1}/executions", content=body, headers={**h, **JSON_H})
     assert r.status_code == 422, r.text
     assert r.json()["detail"] == [{"loc": ["body", "inputs.amount"], "type": "json_invalid",
@@ -236,8 +253,8 @@ async def test_non_finite_numbers_in_inputs_are_refused(any_api: Api, constant: 
 
 async def test_non_finite_numbers_in_a_definition_are_refused(any_api: Api) -> None:
     _, h = await any_api.tenant("acme")
-    body = '{"name": "n", "agents": [{"id": "a", "definition": {"callable": "%s"}, ' \
-           '"input_schema": {"maximum": Infinity}}]}' % ECHO
+    body = with_constant({"name": "n", "agents": [
+        agent("a", ECHO, input_schema={"maximum": MARK})]}, "Infinity")
     r = await any_api.client.post(f"{V1}/workflows", content=body, headers={**h, **JSON_H})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "agents[0].input_schema.maximum"]
@@ -287,8 +304,8 @@ def test_cli_refuses_non_finite_numbers_in_workflow_files(tmp_path: Path) -> Non
     yml.write_text(f"name: y\nagents:\n  - id: a\n    definition: {{callable: '{ECHO}'}}\n"
                    "    input_schema: {maximum: .inf}\n")
     js = tmp_path / "wf.json"
-    js.write_text('{"name": "j", "agents": [{"id": "a", "definition": {"callable": "%s"}, '
-                  '"input_schema": {"minimum": NaN}}]}' % ECHO)
+    js.write_text(with_constant({"name": "j", "agents": [
+        agent("a", ECHO, input_schema={"minimum": MARK})]}, "NaN"))
     for path, says in ((yml, "agents[0].input_schema.maximum: Infinity is not a JSON number"),
                        (js, "NaN is not valid JSON")):
         done = _omium(tmp_path, "run", str(path))

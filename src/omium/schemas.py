@@ -149,8 +149,14 @@ def _relevance(err: Any) -> tuple[int, bool]:
     return len(err.instance_path), err.kind.name in _WEAK
 
 
+_MAX_MESSAGE_CHARS = 1000  # a message quotes the bad value; a 1 MB string stays out of it
+
+
 def _error(message: str, path: list[Any], keyword: str, instance: Any,
            schema_path: list[Any] | None = None) -> ValidationError:
+    if len(message) > _MAX_MESSAGE_CHARS:
+        half = _MAX_MESSAGE_CHARS // 2  # the end says why ("does not match ..."): keep it
+        message = f"{message[:half]}…{message[-half:]}"
     return ValidationError(message, validator=keyword, path=deque(path), instance=instance,
                            schema_path=deque(schema_path or ()))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from typing import Any
 
@@ -157,7 +158,7 @@ class BodyTimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state: dict[str, Any] = {"body_done": False, "deadline": None}
+        state: dict[str, Any] = {"body_done": False, "deadline": None, "started": False}
 
         async def timed_receive() -> Message:
             if state["body_done"]:
@@ -175,4 +176,26 @@ class BodyTimeoutMiddleware:
                 state["body_done"] = True
             return message
 
-        await self.app(scope, timed_receive, send)
+        async def tracked_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracked_send)
+        except BodyTimeoutError as late:
+            # Raised where no exception handler runs (a middleware reading the body first).
+            if state["started"]:
+                raise
+            for message in _json_response(late.status_code, late.detail, close=True):
+                await send(message)
+
+
+def _json_response(status: int, detail: str, *, close: bool) -> tuple[Message, Message]:
+    body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    return ({"type": "http.response.start", "status": status, "headers": headers},
+            {"type": "http.response.body", "body": body})
