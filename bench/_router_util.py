@@ -17,7 +17,7 @@ from bench._common import percentile
 
 
 class ServerProcess:
-    """``python -m omium.llm.fake_server --port 0`` in its own process (own event loop)."""
+    """``python -m omium.testing.fake_server --port 0`` in its own process (own event loop)."""
 
     def __init__(self, name: str, *, model: str = "fake-model", cpu: int | None = None) -> None:
         self.name, self.model, self.cpu = name, model, cpu
@@ -28,7 +28,8 @@ class ServerProcess:
         cpu = self.cpu
         pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "omium.llm.fake_server", "--port", "0", "--model", self.model],
+            [sys.executable, "-m", "omium.testing.fake_server", "--port", "0",
+             "--model", self.model],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
 
     def wait_ready(self, timeout_s: float = 30.0) -> str:

@@ -1,7 +1,7 @@
 """What Omium's LLM router adds on top of a plain pooled HTTP call, its throughput, and failover.
 
 What is measured
-    The OpenAI-compatible fake server (``python -m omium.llm.fake_server --port 0``) runs as a
+    The OpenAI-compatible fake server (``python -m omium.testing.fake_server --port 0``) runs as a
     SEPARATE PROCESS, so client and server never share an event loop. Every client below runs
     in this process, single-threaded asyncio (plain asyncio loop unless ``--uvloop``), posting
     the same one-message chat completion (the server answers ``echo: <prompt>`` with usage).

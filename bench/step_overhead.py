@@ -76,7 +76,7 @@ from bench._common import (  # noqa: E402
 from bench.agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
 from omium.coordination.handoff import HandoffProtocol  # noqa: E402
 from omium.engine.executor import MultiAgentExecutor  # noqa: E402
-from omium.engine.plan import prepare  # noqa: E402
+from omium.engine.graph import prepare  # noqa: E402
 from omium.store import CheckpointRecord, ExecutionRecord, open_store  # noqa: E402
 
 N_AGENTS = 10

@@ -83,7 +83,7 @@ from bench._workers_util import (  # noqa: E402
     execution_rows,
 )
 from bench.agents import NOOP_INPUTS, noop_workflow  # noqa: E402
-from omium.engine.plan import prepare  # noqa: E402
+from omium.engine.graph import prepare  # noqa: E402
 from omium.store import open_store  # noqa: E402
 
 N_AGENTS = 3

@@ -19,8 +19,8 @@ import pytest
 from omium.agents._imports import import_ref, resolve_ref
 from omium.agents.base import Agent, AgentContext
 from omium.agents.registry import _registered
-from omium.api.plans import validate_definition
-from omium.engine.plan import prepare
+from omium.api.workflow_cache import validate_definition
+from omium.engine.graph import prepare
 from omium.errors import WorkflowValidationError
 from tests._api_harness import V1, Api
 from tests._processes import ROOT, free_port, omium, wait_http

@@ -11,9 +11,9 @@ import pytest
 from omium.billing import Ledger, credits_to_nano, dollars_to_nano, nano_to_credits
 from omium.errors import AllBackendsFailedError, InsufficientCreditsError, UnknownTenantError
 from omium.llm import LLMRouter, parse_config
-from omium.llm.fake_server import FakeOpenAIServer
 from omium.store.base import Store
 from omium.store.records import UsageRecord
+from omium.testing.fake_server import FakeOpenAIServer
 
 LOCAL_NANO = 1_000_000  # $0.001 per local inference
 TENANTS = [f"tenant-{i}" for i in range(5)]

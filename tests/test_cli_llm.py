@@ -20,7 +20,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def fake_url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "omium.llm.fake_server", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "omium.testing.fake_server", "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().split()

@@ -20,10 +20,10 @@ from omium.errors import (
     UnknownTenantError,
 )
 from omium.llm import LLMRouter, parse_config
-from omium.llm.fake_server import Behaviour, FakeOpenAIServer
 from omium.llm.router import HOLD_MARGIN_S, LLMResult
 from omium.store.base import Store
 from omium.store.records import UsageRecord
+from omium.testing.fake_server import Behaviour, FakeOpenAIServer
 from tests.conftest import ROOT
 
 LOCAL_NANO = 1_000_000  # $0.001 per local inference: 1 credit ($0.01) pays for ten

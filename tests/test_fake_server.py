@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omium.llm.fake_server import Behaviour, FakeOpenAIServer
+from omium.testing.fake_server import Behaviour, FakeOpenAIServer
 
 
 @pytest.fixture
@@ -259,7 +259,7 @@ def test_bad_script_kind_is_rejected() -> None:
 
 async def test_runs_as_a_process(http) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "omium.llm.fake_server", "--port", "0", "--model", "pm",
+        sys.executable, "-m", "omium.testing.fake_server", "--port", "0", "--model", "pm",
         stdout=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
     )  # fmt: skip

@@ -14,8 +14,8 @@ from omium.agents.llm import parse_json_reply, render
 from omium.billing import Ledger
 from omium.errors import AgentError, OutputValidationError
 from omium.llm import LLMRouter, parse_config
-from omium.llm.fake_server import FakeOpenAIServer
 from omium.store.base import Store
+from omium.testing.fake_server import FakeOpenAIServer
 
 REPLY = '#reply={"decision":"approve","reason":"stable_income"}'
 SCHEMA = {"type": "object", "required": ["decision", "reason"],

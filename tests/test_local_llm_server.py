@@ -17,16 +17,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omium.errors import OmiumError
-from omium.llm import serve
-from omium.llm.serve import (
+from omium.contrib.local_llm import serve
+from omium.contrib.local_llm.serve import (
+    LaunchSpec,
     LocalServerUnavailable,
-    ServerPlan,
     find_smollm2_gguf,
     plan_local_server,
     start_local_server,
     stop_local_server,
 )
+from omium.errors import OmiumError
 
 GGUF = find_smollm2_gguf()
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
@@ -93,7 +93,7 @@ def test_plan_prefers_vllm_with_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_start_reports_a_dying_server_with_its_output(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "import sys; print('no model here', file=sys.stderr); exit(3)"]
     port = _free_port()
-    plan = ServerPlan("llama.cpp", argv, "m", f"http://127.0.0.1:{port}/v1", "127.0.0.1", port)
+    plan = LaunchSpec("llama.cpp", argv, "m", f"http://127.0.0.1:{port}/v1", "127.0.0.1", port)
     with pytest.raises(LocalServerUnavailable, match=r"(?s)exited with code 3.*no model here"):
         start_local_server(plan, wait_s=30, log_path=tmp_path / "server.log")
 
@@ -102,7 +102,7 @@ def test_start_reports_a_dying_server_with_its_output(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_server() -> Iterator[ServerPlan]:
+def local_server() -> Iterator[LaunchSpec]:
     plan = plan_local_server(port=_free_port())
     process = start_local_server(plan, wait_s=120)
     try:
@@ -111,7 +111,7 @@ def local_server() -> Iterator[ServerPlan]:
         stop_local_server(process)
 
 
-async def _chat(plan: ServerPlan, content: str, **extra: Any) -> aiohttp.ClientResponse:
+async def _chat(plan: LaunchSpec, content: str, **extra: Any) -> aiohttp.ClientResponse:
     body = {"model": plan.model, "messages": [{"role": "user", "content": content}],
             "max_tokens": MAX_TOKENS, "temperature": 0, **extra}
     async with aiohttp.ClientSession() as http:
@@ -121,7 +121,7 @@ async def _chat(plan: ServerPlan, content: str, **extra: Any) -> aiohttp.ClientR
 
 
 @needs_local_llm
-async def test_chat_completions_report_real_usage(local_server: ServerPlan) -> None:
+async def test_chat_completions_report_real_usage(local_server: LaunchSpec) -> None:
     for question in ("What is the capital of France?", "Name three colours."):
         response = await _chat(local_server, question)
         assert response.status == 200, await response.text()
@@ -135,7 +135,7 @@ async def test_chat_completions_report_real_usage(local_server: ServerPlan) -> N
 
 
 @needs_local_llm
-async def test_streaming_ignores_include_usage(local_server: ServerPlan) -> None:
+async def test_streaming_ignores_include_usage(local_server: LaunchSpec) -> None:
     response = await _chat(local_server, "Say hello.", stream=True,
                            stream_options={"include_usage": True})
     assert response.status == 200
@@ -158,7 +158,7 @@ async def test_streaming_ignores_include_usage(local_server: ServerPlan) -> None
 
 
 @needs_local_llm
-async def test_router_bills_what_the_real_server_reported(local_server: ServerPlan,
+async def test_router_bills_what_the_real_server_reported(local_server: LaunchSpec,
                                                           sqlite_store: Any) -> None:
     from omium.billing import Ledger
     from omium.llm import LLMRouter, parse_config
@@ -186,7 +186,7 @@ async def test_router_bills_what_the_real_server_reported(local_server: ServerPl
 
 
 @needs_local_llm
-async def test_letter_workflow_on_the_real_model(local_server: ServerPlan, sqlite_store: Any,
+async def test_letter_workflow_on_the_real_model(local_server: LaunchSpec, sqlite_store: Any,
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
     import yaml

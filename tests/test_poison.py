@@ -23,7 +23,7 @@ from omium.api.settings import Settings
 from omium.engine.attempts import run_with_retries
 from omium.engine.executor import MultiAgentExecutor
 from omium.engine.failures import Failure
-from omium.engine.plan import prepare
+from omium.engine.graph import prepare
 from omium.engine.worker import Worker
 from omium.store import ExecutionRecord
 from omium.store.base import Store

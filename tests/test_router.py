@@ -10,7 +10,7 @@ import pytest
 
 from omium.errors import AllBackendsFailedError, LLMConfigError, LLMRequestError
 from omium.llm import BackendConfig, LLMConfig, LLMRouter, parse_config
-from omium.llm.fake_server import Behaviour, FakeOpenAIServer
+from omium.testing.fake_server import Behaviour, FakeOpenAIServer
 
 MSG = [{"role": "user", "content": "is this applicant ok"}]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from omium import open_store
-from omium.engine.plan import prepare
+from omium.engine.graph import prepare
 from omium.engine.worker import Worker
 from omium.store import ExecutionRecord
 from omium.store.base import Store

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from omium.engine.executor import MultiAgentExecutor
-from omium.engine.plan import PARALLEL_VOTE, prepare
+from omium.engine.graph import PARALLEL_VOTE, prepare
 from omium.errors import FieldProblem, InputValidationError, WorkflowValidationError
 from omium.workflow import load_workflow
 

@@ -34,7 +34,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
               help="A model id for vLLM (GPU), or a .gguf file for llama.cpp (CPU).")] = None
           ) -> None:
     """Start a local OpenAI-compatible server: vLLM on a GPU, else llama.cpp with SmolLM2."""
-    from omium.llm.serve import (
+    from omium.contrib.local_llm.serve import (
         LocalServerUnavailable,
         default_log_path,
         plan_local_server,

@@ -22,7 +22,7 @@ from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
 from omium.billing.money import nano_to_dollars
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
-from omium.engine.plan import prepare
+from omium.engine.graph import prepare
 from omium.engine.result import ExecutionResult
 from omium.errors import OmiumError
 from omium.jsonsafe import MAX_JSON_DEPTH, NotJSONError, json_problem, loads_strict

@@ -17,7 +17,6 @@ from omium.api import errors
 from omium.api.auth import Authenticator
 from omium.api.jsonbody import StrictJSONMiddleware
 from omium.api.limits import BodyLimitMiddleware
-from omium.api.plans import PlanCache
 from omium.api.routes import (
     actions,
     events,
@@ -29,6 +28,7 @@ from omium.api.routes import (
 )
 from omium.api.settings import Settings
 from omium.api.slowclients import BodyTimeoutMiddleware
+from omium.api.workflow_cache import WorkflowCache
 from omium.store import open_store
 
 Stop = Callable[[], Awaitable[None]]
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   summary="Durable multi-agent workflows: submit, watch, review.")
     app.state.settings = settings
     app.state.auth = Authenticator(settings.admin_key, ttl_s=settings.auth_cache_s)
-    app.state.plans = PlanCache()
+    app.state.plans = WorkflowCache()
     app.state.on_startup_extra = [start_workers] if settings.worker_concurrency > 0 else []
     errors.install(app)
     app.add_middleware(StrictJSONMiddleware)  # innermost: sees bodies already size-capped

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from omium.api.plans import PlanCache
 from omium.api.settings import Settings
+from omium.api.workflow_cache import WorkflowCache
 from omium.store.base import Store
 
 
@@ -15,7 +15,7 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_plans(request: Request) -> PlanCache:
+def get_plans(request: Request) -> WorkflowCache:
     return request.app.state.plans
 
 
@@ -24,5 +24,5 @@ def get_settings(request: Request) -> Settings:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-PlansDep = Annotated[PlanCache, Depends(get_plans)]
+PlansDep = Annotated[WorkflowCache, Depends(get_plans)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from omium.api.auth import TenantExistsError
-from omium.api.schemas import ErrorOut, ValidationErrorOut
+from omium.api.models import ErrorOut, ValidationErrorOut
 from omium.errors import (
     ExecutionNotFoundError,
     ExecutionStateError,

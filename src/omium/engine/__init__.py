@@ -1,8 +1,8 @@
-"""The engine: plans, the executor, checkpoints, resume and recovery."""
+"""The engine: workflow graphs, the executor, checkpoints, resume and recovery."""
 
 from omium.engine.executor import MultiAgentExecutor, check_inputs
 from omium.engine.failures import FAILURE_TYPES, Failure
-from omium.engine.plan import Plan, prepare
+from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.result import ExecutionResult
 from omium.engine.worker import Worker
 
@@ -11,8 +11,8 @@ __all__ = [
     "ExecutionResult",
     "Failure",
     "MultiAgentExecutor",
-    "Plan",
     "Worker",
+    "WorkflowGraph",
     "check_inputs",
     "prepare",
 ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from omium.billing.ledger import Ledger
 from omium.engine.attempts import Sleep
-from omium.engine.plan import Plan, prepare
+from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.result import ExecutionResult
 from omium.engine.run import OnEvent, Run
 from omium.errors import (
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 REVIEW_DECISIONS = ("approve", "reject")
 
 
-def check_inputs(plan: Plan, inputs: Any) -> None:
+def check_inputs(plan: WorkflowGraph, inputs: Any) -> None:
     """Validate inputs against every entry agent's input schema before anything is written."""
     problems = []
     if (bad := json_problem(inputs, "inputs")) is not None:  # NaN, or too deep to store
@@ -101,7 +101,7 @@ class MultiAgentExecutor:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _llm(self, store: Store, plan: Plan) -> LLMRouter | None:
+    def _llm(self, store: Store, plan: WorkflowGraph) -> LLMRouter | None:
         """The router for llm agents: given, or built from the LLM config on first need,
         billing the executor's store."""
         if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
@@ -112,12 +112,13 @@ class MultiAgentExecutor:
             self._router = LLMRouter(load_config(), ledger=Ledger(store))
         return self._router
 
-    def _run(self, store: Store, plan: Plan, rec: ExecutionRecord) -> Run:
+    def _run(self, store: Store, plan: WorkflowGraph, rec: ExecutionRecord) -> Run:
         return Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
                    llm=self._llm(store, plan))
 
     async def execute(self, execution_id: str,
-                      workflow_def: Plan | WorkflowDef | dict[str, Any], inputs: Any = None, *,
+                      workflow_def: WorkflowGraph | WorkflowDef | dict[str, Any],
+                      inputs: Any = None, *,
                       source: str | None = None) -> ExecutionResult:
         """Start an execution and drive it to its end (or to a pause for review).
 
@@ -125,7 +126,7 @@ class MultiAgentExecutor:
         (use ``resume`` to continue an interrupted one). Invalid definitions or inputs raise
         before anything is written.
         """
-        plan = workflow_def if isinstance(workflow_def, Plan) else prepare(workflow_def,
+        plan = workflow_def if isinstance(workflow_def, WorkflowGraph) else prepare(workflow_def,
                                                                             source=source)
         if inputs is None:
             inputs = plan.workflow.inputs if plan.workflow.inputs is not None else {}
@@ -245,7 +246,7 @@ class MultiAgentExecutor:
         return await self._run(store, plan, rec).drive()
 
 
-def _reviewed_vote(plan: Plan, vote: ConsensusRecord, decision: str, reviewer: str | None,
+def _reviewed_vote(plan: WorkflowGraph, vote: ConsensusRecord, decision: str, reviewer: str | None,
                    now: float) -> CheckpointRecord:
     """The vote node's checkpoint once a human decided the split vote: the run reuses it."""
     output = {**vote.result, "decision": decision, "outcome": "reviewed",

@@ -14,7 +14,7 @@ from omium.coordination.consensus import ConsensusResult, decide
 from omium.coordination.handoff import HandoffProtocol, HandoffRecord, HandoffResult
 from omium.engine.attempts import Sleep, Success, run_with_retries
 from omium.engine.failures import Failure
-from omium.engine.plan import Node, Plan
+from omium.engine.graph import Node, WorkflowGraph
 from omium.engine.result import ExecutionResult
 from omium.errors import HandoffValidationError
 from omium.store.base import Store
@@ -45,7 +45,7 @@ class VotePause:
 class Run:
     """State of one drive of one execution (a resume is a new drive over the checkpoints)."""
 
-    def __init__(self, store: Store, plan: Plan, rec: ExecutionRecord, *,
+    def __init__(self, store: Store, plan: WorkflowGraph, rec: ExecutionRecord, *,
                  on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep,
                  llm: LLMRouter | None = None, epoch: int | None = None) -> None:
         self.store, self.plan, self.rec = store, plan, rec

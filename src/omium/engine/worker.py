@@ -26,7 +26,7 @@ from omium import metrics
 from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
 from omium.billing.ledger import Ledger
-from omium.engine.plan import Plan, prepare
+from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.run import Run
 from omium.errors import StaleLeaseError, WorkflowValidationError
 from omium.store.base import Store
@@ -55,7 +55,7 @@ class Worker:
         self.lease_s, self.concurrency = lease_s, concurrency
         self.poll_s, self.grace_s = poll_s, grace_s
         self._router = router
-        self._plans: dict[str, Plan] = {}
+        self._plans: dict[str, WorkflowGraph] = {}
         self._active: dict[str, tuple[asyncio.Task[Any], int]] = {}  # id -> (run task, epoch)
         # An execution that may have killed its last worker runs alone: claimed only when
         # idle, and nothing else is claimed until it ends (innocent executions running beside
@@ -134,7 +134,7 @@ class Worker:
                 await self.store.release_lease(execution_id, epoch)
 
     # -- one execution
-    def _plan(self, rec: ExecutionRecord) -> Plan:
+    def _plan(self, rec: ExecutionRecord) -> WorkflowGraph:
         key = rec.workflow_id
         if key is not None and key in self._plans:
             return self._plans[key]
@@ -151,7 +151,7 @@ class Worker:
             self._plans[key] = plan
         return plan
 
-    def _llm(self, plan: Plan) -> LLMRouter | None:
+    def _llm(self, plan: WorkflowGraph) -> LLMRouter | None:
         if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
             from omium.llm.config import load_config
             from omium.llm.router import LLMRouter
@@ -204,7 +204,7 @@ class Worker:
         else:
             self.completed += 1
 
-    async def _dead_letter(self, rec: ExecutionRecord, plan: Plan, epoch: int, limit: int,
+    async def _dead_letter(self, rec: ExecutionRecord, plan: WorkflowGraph, epoch: int, limit: int,
                            events: list[EventRecord]) -> None:
         """Fail a poison execution without running any agent, and give up its lease."""
         done = {cp.agent_id for cp in await self.store.get_checkpoints(rec.id)}

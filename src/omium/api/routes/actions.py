@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 from omium.api.auth import TenantId
 from omium.api.deps import StoreDep
-from omium.api.schemas import ReviewRequest, StatusOut
+from omium.api.models import ReviewRequest, StatusOut
 from omium.engine.executor import MultiAgentExecutor
 
 router = APIRouter(tags=["executions"])

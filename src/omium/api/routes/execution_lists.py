@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query
 from omium.api import detail as shape
 from omium.api.auth import TenantId
 from omium.api.deps import StoreDep
-from omium.api.schemas import (
+from omium.api.models import (
     CURSOR_DOC,
     CheckpointPage,
     EventPage,

@@ -12,7 +12,7 @@ from omium.api import detail as shape
 from omium.api.auth import TenantId
 from omium.api.cursor import decode_cursor, encode_cursor
 from omium.api.deps import PlansDep, StoreDep
-from omium.api.schemas import (
+from omium.api.models import (
     CURSOR_DOC,
     DETAIL_ITEMS,
     ExecutionDetail,

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from omium import metrics
 from omium.api.deps import SettingsDep, StoreDep
 from omium.api.metrics_extra import queue_depth
-from omium.api.schemas import ErrorOut
+from omium.api.models import ErrorOut
 from omium.store.migrate import current_revision
 from omium.store.migrations import HEAD
 

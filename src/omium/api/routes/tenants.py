@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from omium.api.auth import Admin, add_key, create_tenant_with_key
 from omium.api.deps import StoreDep
 from omium.api.detail import credits
-from omium.api.schemas import TenantCreate, TenantKey, TenantOut
+from omium.api.models import TenantCreate, TenantKey, TenantOut
 
 router = APIRouter(tags=["tenants"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query
 from omium.api.auth import TenantId
 from omium.api.cursor import decode_cursor, encode_cursor
 from omium.api.deps import PlansDep, StoreDep
-from omium.api.schemas import WorkflowCreated, WorkflowOut, WorkflowPage
+from omium.api.models import WorkflowCreated, WorkflowOut, WorkflowPage
 
 router = APIRouter(tags=["workflows"])
 

@@ -52,7 +52,7 @@ class LocalServerUnavailable(OmiumError):
 
 
 @dataclass(frozen=True)
-class ServerPlan:
+class LaunchSpec:
     """What to run: the engine, its full argv, the ``model`` name to request, and the base URL."""
 
     engine: Literal["vllm", "llama.cpp"]
@@ -115,7 +115,7 @@ def _threads() -> int:
 
 def plan_local_server(
     host: str = "127.0.0.1", port: int = 8000, model: str | None = None
-) -> ServerPlan:
+) -> LaunchSpec:
     """Decide which engine serves ``model`` and build its command line; start nothing.
 
     ``model`` is a Hugging Face id or local path under vLLM (default SmolLM2-135M-Instruct), and
@@ -130,7 +130,7 @@ def plan_local_server(
         argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", name,
                 "--dtype", "float16", "--gpu-memory-utilization", "0.9",
                 "--host", host, "--port", str(port)]
-        return ServerPlan("vllm", argv, name, base_url, host, port)
+        return LaunchSpec("vllm", argv, name, base_url, host, port)
 
     missing = ["vllm with a GPU: " + ("no GPU found (nvidia-smi / torch.cuda)" if has_vllm
                                       else "vllm is not installed")]
@@ -159,7 +159,7 @@ def plan_local_server(
             "--model_alias", alias, "--host", host, "--port", str(port),
             "--n_ctx", str(CONTEXT_SIZE), "--n_threads", threads, "--n_threads_batch", threads,
             "--use_mlock", "False", "--verbose", "False"]
-    return ServerPlan("llama.cpp", argv, alias, base_url, host, port)
+    return LaunchSpec("llama.cpp", argv, alias, base_url, host, port)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -199,13 +199,13 @@ def stop_local_server(process: subprocess.Popen[bytes], timeout_s: float = 15) -
         return process.wait()
 
 
-def default_log_path(plan: ServerPlan) -> Path:
+def default_log_path(plan: LaunchSpec) -> Path:
     engine = plan.engine.replace(".", "")
     return Path(tempfile.gettempdir()) / f"omium-llm-{engine}-{plan.port}.log"
 
 
 def start_local_server(
-    plan: ServerPlan, *, wait_s: float = 120, log_path: Path | None = None
+    plan: LaunchSpec, *, wait_s: float = 120, log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``plan``'s server and wait until ``GET {base_url}/models`` answers 200.
 

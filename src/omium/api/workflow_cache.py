@@ -15,7 +15,7 @@ from typing import Any
 
 from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
-from omium.engine.plan import CONSENSUS, Plan, prepare
+from omium.engine.graph import CONSENSUS, WorkflowGraph, prepare
 from omium.errors import FieldProblem, OmiumError, WorkflowValidationError
 from omium.store.base import Store
 
@@ -24,7 +24,7 @@ from omium.store.base import Store
 class PreparedWorkflow:
     workflow_id: str
     name: str
-    plan: Plan
+    plan: WorkflowGraph
     definition: dict[str, Any]  # what is stored with each execution
     default_inputs: Any
     framework: str  # the metrics label: the agents' framework, or "mixed"
@@ -43,7 +43,7 @@ def _callable_problems(definition: dict[str, Any]) -> list[FieldProblem]:
 
 
 def validate_definition(definition: dict[str, Any], *, from_client: bool = True
-                        ) -> tuple[Plan, dict[str, Any]]:
+                        ) -> tuple[WorkflowGraph, dict[str, Any]]:
     """``prepare`` it. A client may not set ``base_dir``: its callables resolve from the
     server's installed packages, never from a folder the client names; and only from the
     allowed packages, checked before anything is imported."""
@@ -57,18 +57,19 @@ def validate_definition(definition: dict[str, Any], *, from_client: bool = True
     return plan, plan.workflow.model_dump(mode="json", exclude_none=True)
 
 
-def _framework(plan: Plan) -> str:
+def _framework(plan: WorkflowGraph) -> str:
     kinds = {a.framework for a in plan.workflow.agents if a.framework != CONSENSUS}
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _prepared(workflow_id: str, plan: Plan, definition: dict[str, Any]) -> PreparedWorkflow:
+def _prepared(workflow_id: str, plan: WorkflowGraph,
+              definition: dict[str, Any]) -> PreparedWorkflow:
     inputs = plan.workflow.inputs
     return PreparedWorkflow(workflow_id, plan.workflow.name, plan, definition,
                             inputs if inputs is not None else {}, _framework(plan))
 
 
-class PlanCache:
+class WorkflowCache:
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
         self._by_id: OrderedDict[tuple[str, str], PreparedWorkflow] = OrderedDict()

@@ -1,4 +1,4 @@
-"""Behaviours, per-request directives and response bodies for :mod:`omium.llm.fake_server`.
+"""Behaviours, per-request directives and response bodies for :mod:`omium.testing.fake_server`.
 
 Directive grammar (whitespace-delimited tokens in the last message's content, or the prompt):
 

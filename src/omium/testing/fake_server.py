@@ -5,14 +5,14 @@ events when ``"stream": true``), ``GET /v1/models`` and ``GET /health``. What it
 completion request comes from, in order of precedence:
 
 1. directives in the last message's content (or the prompt), e.g. ``#status=429`` or
-   ``#stall=0.5`` (grammar in :mod:`omium.llm._fake_behaviour`), so concurrent callers can
+   ``#stall=0.5`` (grammar in :mod:`omium.testing._fake_behaviour`), so concurrent callers can
    vary behaviour per call;
 2. the script (:meth:`FakeOpenAIServer.script`): each completion request takes the next entry;
 3. :attr:`FakeOpenAIServer.default`.
 
 Run it as a process for benchmarks::
 
-    python -m omium.llm.fake_server --port 8099 [--model m] [--delay 0]
+    python -m omium.testing.fake_server --port 8099 [--model m] [--delay 0]
 
 It prints ``ready http://127.0.0.1:PORT/v1`` once listening and runs until SIGTERM/SIGINT.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from omium.llm._fake_behaviour import (
+from omium.testing._fake_behaviour import (
     BadRequest,
     Behaviour,
     apply_directives,
@@ -287,7 +287,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m omium.llm.fake_server``: serve until SIGTERM/SIGINT."""
+    """``python -m omium.testing.fake_server``: serve until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server for benchmarks.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")

@@ -35,7 +35,7 @@ class Node:
 
 
 @dataclass
-class Plan:
+class WorkflowGraph:
     workflow: WorkflowDef
     nodes: dict[str, Node]  # in a topological order
     fallbacks: dict[str, Agent]
@@ -86,7 +86,7 @@ def _topological(defn: WorkflowDef, deps: dict[str, list[str]]) -> list[str]:
     return order
 
 
-def prepare(workflow: WorkflowDef | dict[str, Any], *, source: str | None = None) -> Plan:
+def prepare(workflow: WorkflowDef | dict[str, Any], *, source: str | None = None) -> WorkflowGraph:
     """Validate fully (structure, frameworks, callables) and build the graph.
 
     Raises ``WorkflowValidationError`` listing every problem; nothing has been written yet.
@@ -127,4 +127,4 @@ def prepare(workflow: WorkflowDef | dict[str, Any], *, source: str | None = None
         cls = agent_class(spec.framework)
         assert cls is not None
         fallbacks[fid] = cls(spec, defn.base_dir)
-    return Plan(defn, nodes, fallbacks)
+    return WorkflowGraph(defn, nodes, fallbacks)

@@ -1,0 +1,1 @@
+"""Integrations that wrap a third-party runtime, one package each (llama.cpp/vLLM, frameworks)."""

@@ -1,0 +1,1 @@
+"""``omium llm serve``: launch vLLM (GPU) or llama.cpp + SmolLM2 (CPU) as a local backend."""
