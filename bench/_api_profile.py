@@ -23,8 +23,8 @@ async def profile_backend(db: Database, n: int, concurrency: int, top: int,
     import httpx
 
     from omium.api.app import create_app
-    from omium.api.auth import create_tenant_with_key
     from omium.api.settings import Settings
+    from omium.engine.tenants import create_tenant_with_key
 
     await db.open()
     try:
@@ -59,7 +59,9 @@ async def profile_backend(db: Database, n: int, concurrency: int, top: int,
                 await asyncio.gather(*(conn(max(40, n // 10)) for _ in range(concurrency)))
                 counter = itertools.count()
                 main_prof, db_prof = cProfile.Profile(), cProfile.Profile()
-                pool = getattr(getattr(store, "driver", None), "_pool", None)
+                # Profiling the SQLite driver's own thread needs the private driver: no store
+                # method runs code on that thread.
+                pool = getattr(getattr(store, "_driver", None), "_pool", None)
                 db_thread = pool is not None and hasattr(pool, "submit")  # SQLite's one thread
                 if db_thread:
                     pool.submit(db_prof.enable).result()

@@ -40,13 +40,13 @@ What is measured (per backend: SQLite and/or PostgreSQL; everything on loopback)
     on a dedicated host (the CPU split is printed to show where the cores went).
 
 How to run (from the repository root)
-    python bench/api_load.py                                  # both backends, 60 s each
-    python bench/api_load.py --quick                          # ~10 s of load per backend
-    python bench/api_load.py --backend sqlite --duration 20
+    python -m bench.api_load                                  # both backends, 60 s each
+    python -m bench.api_load --quick                          # ~10 s of load per backend
+    python -m bench.api_load --backend sqlite --duration 20
     URL=$(bash scripts/pg.sh start /tmp/pg-apibench)
-    python bench/api_load.py --backend postgres --postgres "$URL"
+    python -m bench.api_load --backend postgres --postgres "$URL"
     bash scripts/pg.sh stop /tmp/pg-apibench
-    python bench/api_load.py --profile 2000 --backend sqlite  # cProfile the server side
+    python -m bench.api_load --profile 2000 --backend sqlite  # cProfile the server side
 
 PostgreSQL needs ``--postgres URL`` or ``$OMIUM_TEST_POSTGRES_URL`` (a server URL: a fresh
 database is created on it and dropped after). ``--profile N`` runs no load test: it drives N
@@ -70,14 +70,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench._api_list import list_phase, list_verdict  # noqa: E402
-from bench._api_load_gen import GET, OP_NAMES, POST, run_load  # noqa: E402
-from bench._api_profile import profile_backend  # noqa: E402
-from bench._api_util import (  # noqa: E402
+from bench._api_list import list_phase, list_verdict
+from bench._api_load_gen import GET, OP_NAMES, POST, run_load
+from bench._api_profile import profile_backend
+from bench._api_util import (
     Database,
     PgDatabase,
     Server,
@@ -85,8 +81,8 @@ from bench._api_util import (  # noqa: E402
     create_tenant,
     workflow_definition,
 )
-from bench._common import PG_ENV, add_postgres_option  # noqa: E402
-from bench._machine import cores, free_port  # noqa: E402
+from bench._common import PG_ENV, add_postgres_option
+from bench._machine import cores, free_port
 
 TARGET_RPS, TARGET_P95_MS, TARGET_P99_MS, TARGET_ERRORS = 1000.0, 500.0, 1000.0, 0.001
 

@@ -24,8 +24,8 @@ What is measured
     handoff itself (the two store-less modes).
 
 How to run (from the repository root; ~30-60 s on 2 cores with the defaults)
-    python bench/handoff_latency.py
-    python bench/handoff_latency.py --handoffs 5000 --transactions 80
+    python -m bench.handoff_latency
+    python -m bench.handoff_latency --handoffs 5000 --transactions 80
 
 The last line printed is a one-line JSON summary (for quoting in a README).
 """
@@ -42,22 +42,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from jsonschema import Draft202012Validator
 
-from jsonschema import Draft202012Validator  # noqa: E402
-
-from bench._common import add_timed_counts, percentile  # noqa: E402
-from bench.agents import APPLICANT_SCHEMA, applicant_payload  # noqa: E402
-from omium.agents.python import PythonAgent  # noqa: E402
-from omium.coordination.handoff import HandoffProtocol  # noqa: E402
-from omium.schemas import compiled  # noqa: E402
-from omium.store import open_store  # noqa: E402
-from omium.workflow.model import AgentSpec  # noqa: E402
+from bench._common import ROOT, add_timed_counts, percentile
+from bench.agents import APPLICANT_SCHEMA, applicant_payload
+from omium.agents.python import PythonAgent
+from omium.coordination.handoff import HandoffProtocol
+from omium.schemas import compiled
+from omium.store import open_store
+from omium.workflow.model import AgentSpec
 
 TARGET_P99_MS = 5.0
 RECEIVER = "credit_scorer"
@@ -121,7 +116,7 @@ async def run(n: int, warmup: int, payload: dict[str, Any], db: str) -> dict[str
         proto = HandoffProtocol(store, receivers={RECEIVER: agent})
         results["protocol+hook+sqlite"] = await timed(handoff_with(proto, True), n, warmup)
         stored = await store.get_handoffs(f"handoff-{n - 1}")
-        if len(stored) != 1 or stored[0]["status"] != "success":
+        if len(stored) != 1 or stored[0].status != "success":
             raise RuntimeError(f"expected one stored successful handoff, got {stored!r}")
     finally:
         await store.close()

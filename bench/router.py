@@ -48,11 +48,11 @@ What is measured
     pessimistic; the ratios against baselines measured in the same run are what to quote.
 
 How to run (from the repository root; ~1 min with the defaults on 2 cores, litellm installed)
-    python bench/router.py
-    python bench/router.py --quick                 # smoke run, a few seconds
-    python bench/router.py --calls 5000 --tp-calls 50000 --tp-seconds 10
-    python bench/router.py --no-litellm --profile 2000   # cProfile the router, top costs
-    python bench/router.py --litellm-model openai/gpt-3.5-turbo   # litellm prices the call
+    python -m bench.router
+    python -m bench.router --quick                 # smoke run, a few seconds
+    python -m bench.router --calls 5000 --tp-calls 50000 --tp-seconds 10
+    python -m bench.router --no-litellm --profile 2000   # cProfile the router, top costs
+    python -m bench.router --litellm-model openai/gpt-3.5-turbo   # litellm prices the call
 
 LiteLLM is optional and not a project dependency (``pip install litellm``); its remote cost
 map fetch is disabled (``LITELLM_LOCAL_MODEL_COST_MAP=True``) since nothing outside loopback
@@ -66,18 +66,12 @@ import asyncio
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench._common import percentile  # noqa: E402
-from bench._machine import usable_cpus  # noqa: E402
-from bench._router_clients import (  # noqa: E402
+from bench._common import percentile
+from bench._machine import usable_cpus
+from bench._router_clients import (
     CONCURRENCY,
     Direct,
     Httpx,
@@ -87,14 +81,14 @@ from bench._router_clients import (  # noqa: E402
     Variant,
     import_litellm,
 )
-from bench._router_measure import (  # noqa: E402
+from bench._router_measure import (
     best_throughput,
     failover,
     latency_c1,
     profile_router,
     router_own_cost,
 )
-from bench._router_util import ServerProcess, pin_self, start_servers, table  # noqa: E402
+from bench._router_util import ServerProcess, pin_self, start_servers, table
 
 # -- the run ------------------------------------------------------------------------------
 

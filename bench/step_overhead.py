@@ -34,9 +34,9 @@ What is measured
     execution's time goes.
 
 How to run (from the repository root; ~30 s on 2 cores with the defaults)
-    python bench/step_overhead.py
-    python bench/step_overhead.py --executions 500 --postgres postgresql://u@127.0.0.1/db
-    python bench/step_overhead.py --profile 100      # also cProfile 100 Omium executions
+    python -m bench.step_overhead
+    python -m bench.step_overhead --executions 500 --postgres postgresql://u@127.0.0.1/db
+    python -m bench.step_overhead --profile 100      # also cProfile 100 Omium executions
 
 The last line printed is a one-line JSON summary (for quoting in a README).
 """
@@ -58,26 +58,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from jsonschema import Draft202012Validator
 
-from jsonschema import Draft202012Validator  # noqa: E402
-
-from bench._common import (  # noqa: E402
+from bench._common import (
     FreshPgDatabase,
     add_postgres_option,
     add_timed_counts,
     percentile,
 )
-from bench.agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow  # noqa: E402
-from omium.coordination.handoff import HandoffProtocol  # noqa: E402
-from omium.engine.executor import MultiAgentExecutor  # noqa: E402
-from omium.engine.graph import prepare  # noqa: E402
-from omium.store import CheckpointRecord, ExecutionRecord, open_store  # noqa: E402
+from bench.agents import NOOP_INPUTS, STEP_SCHEMA, noop, noop_workflow
+from omium.coordination.handoff import HandoffProtocol
+from omium.engine.executor import MultiAgentExecutor
+from omium.engine.graph import prepare
+from omium.store import CheckpointRecord, ExecutionRecord, open_store
 
 N_AGENTS = 10
 INPUTS = NOOP_INPUTS

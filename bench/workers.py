@@ -44,9 +44,9 @@ What is measured
 
 How to run (from the repository root; ~1.5 min with the defaults, +75 s with --sqlite)
     URL=$(bash scripts/pg.sh start /tmp/pg-wbench)
-    python bench/workers.py --postgres "$URL"
-    python bench/workers.py --postgres "$URL" --sqlite --profile 300
-    python bench/workers.py --postgres "$URL" --concurrency 16 --poll 0.05   # past the cap
+    python -m bench.workers --postgres "$URL"
+    python -m bench.workers --postgres "$URL" --sqlite --profile 300
+    python -m bench.workers --postgres "$URL" --concurrency 16 --poll 0.05   # past the cap
     bash scripts/pg.sh stop /tmp/pg-wbench
 
 The last line printed is a one-line JSON summary (for quoting in a README).
@@ -64,16 +64,11 @@ import platform
 import pstats
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench._common import PG_ENV, add_postgres_option  # noqa: E402
-from bench._machine import busy_fraction, cores, machine_cpu  # noqa: E402
-from bench._workers_util import (  # noqa: E402
+from bench._common import PG_ENV, add_postgres_option
+from bench._machine import busy_fraction, cores, machine_cpu
+from bench._workers_util import (
     Audit,
     Backend,
     PgBackend,
@@ -82,9 +77,9 @@ from bench._workers_util import (  # noqa: E402
     WorkerResult,
     execution_rows,
 )
-from bench.agents import NOOP_INPUTS, noop_workflow  # noqa: E402
-from omium.engine.graph import prepare  # noqa: E402
-from omium.store import open_store  # noqa: E402
+from bench.agents import NOOP_INPUTS, noop_workflow
+from omium.engine.graph import prepare
+from omium.store import open_store
 
 N_AGENTS = 3
 INPUTS = NOOP_INPUTS

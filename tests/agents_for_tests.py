@@ -11,7 +11,8 @@ from typing import Any
 from omium.agents.base import Agent, AgentContext
 from omium.errors import FieldProblem
 
-_calls: dict[str, int] = {}
+# How many times `slow` was cancelled (by a timeout), per execution id.
+cancelled: dict[str, int] = {}
 
 
 def echo(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
@@ -37,8 +38,12 @@ def flaky(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
     return {"ok": True, "attempt": ctx.attempt}
 
 
-async def slow(inputs: Any) -> dict[str, Any]:
-    await asyncio.sleep(5)
+async def slow(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        cancelled[ctx.execution_id] = cancelled.get(ctx.execution_id, 0) + 1
+        raise
     return {"slow": True}
 
 
@@ -81,9 +86,11 @@ def counter(inputs: Any) -> dict[str, Any]:
 
 
 def nap(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
-    """A blocking 0.3 s call, to show sync agents do not block each other."""
+    """A blocking 0.3 s call, to show sync agents do not block each other: it returns when it
+    started and ended (monotonic clock), so a test can check naps overlapped."""
+    start = time.monotonic()
     time.sleep(0.3)
-    return {"napped": True, "agent": ctx.agent_id}
+    return {"napped": True, "agent": ctx.agent_id, "start": start, "end": time.monotonic()}
 
 
 def flaky_side_effect(inputs: Any, ctx: AgentContext) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from omium.api.auth import generate_key, hash_key, tenant_slug
+from omium.engine.tenants import generate_key, hash_key, tenant_slug
 from tests._api_harness import (
     ADMIN_H,
     ECHO,

@@ -10,9 +10,11 @@ import pytest
 from fastapi import FastAPI
 
 from omium.api import Settings, create_app
-from omium.api.auth import Authenticator, hash_key
+from omium.api.auth import Authenticator
 from omium.api.stream import EventDiff
+from omium.engine.tenants import hash_key
 from omium.store.migrations import HEAD
+from omium.store.records import CheckpointRecord, ExecutionDetail, ExecutionRecord
 from tests._api_harness import (
     ADMIN_H,
     V1,
@@ -192,20 +194,16 @@ async def test_startup_hooks_run_and_stop(tmp_path: Path) -> None:
 # -- units: derived stream events, the key cache
 
 
-def _snapshot(status: str, done: list[str]) -> dict[str, list[dict[str, Any]]]:
-    row = {"status": status, "decision": None, "failed_agent": None, "failure_type": None,
-           "error": None}
-    cps = [{"agent_id": a, "agent_index": i, "attempt": 1, "output": "{}", "served_by": None,
-            "superseded": 0, "started_at": 0.0, "finished_at": 1.0, "lease_epoch": 0}
-           for i, a in enumerate(done)]
-    return {"execution": [row], "checkpoints": cps, "handoffs": [], "consensus": [],
-            "events": []}
+def _snapshot(status: str, done: list[str]) -> ExecutionDetail:
+    cps = [CheckpointRecord("e", a, i, 1, {}, 0.0, 1.0) for i, a in enumerate(done)]
+    return ExecutionDetail(ExecutionRecord("e", "wf", {}, {}, status=status), cps, [], [], [],
+                           [])
 
 
 def test_agent_started_is_derived_from_the_graph() -> None:
     diff = EventDiff({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})
 
-    def started(snapshot: dict[str, list[dict[str, Any]]]) -> list[str]:
+    def started(snapshot: ExecutionDetail) -> list[str]:
         return [d["agent_id"] for k, d in diff.step(snapshot) if k == "agent_started"]
 
     assert started(_snapshot("queued", [])) == []

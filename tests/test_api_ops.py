@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import aiohttp
 import jsonschema
 import pytest
 
-from omium.store import STATUSES
+from omium.status import STATUSES
 from omium.store.records import UsageRecord
 from tests._api_harness import ADMIN_H, V1, Api, sequential, serve
 from tests._processes import ROOT
@@ -217,7 +216,6 @@ async def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) 
                      b"application/json\r\nContent-Length: 1000\r\n\r\n{\"name\":")
         await writer.drain()
         body = (reader, writer)
-        started = time.monotonic()
         # Meanwhile, normal requests (a big body too: only heads are size-limited).
         big = {"name": "x" * 600_000}
         async with aiohttp.ClientSession() as http:
@@ -229,7 +227,6 @@ async def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) 
                 assert r.status == 403  # read in full and answered: not a 408 or 431
         answers = await asyncio.wait_for(
             asyncio.gather(*(_read_to_eof(r) for r, _ in [*heads, body])), 15)
-        elapsed = time.monotonic() - started
         for _, w in [*heads, body]:
             w.close()
         # A head stuffed past the limit is refused at once.
@@ -238,11 +235,12 @@ async def test_slow_clients_are_cut_off_while_others_are_served(tmp_path: Path) 
         await writer.drain()
         stuffed = await asyncio.wait_for(_read_to_eof(reader), 15)
         writer.close()
+    # Cut off by the 1 s deadlines set above (the defaults are 10 s and 60 s), not held open.
     for answer in answers[:5]:
-        assert answer.startswith(b"HTTP/1.1 408 ") and b"head not complete" in answer
-    assert answers[5].startswith(b"HTTP/1.1 408 ") and b"body not complete" in answers[5]
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"head not complete within 1 s" in answer
+    assert answers[5].startswith(b"HTTP/1.1 408 ")
+    assert b"body not complete within 1 s" in answers[5]
     assert b"connection: close" in answers[5].lower()
-    assert elapsed < 10  # closed after about the 1 s deadline, not held open
     assert stuffed.startswith(b"HTTP/1.1 431 ")
 
 

@@ -130,9 +130,9 @@ async def test_a_review_that_lost_to_a_cancel_writes_nothing(any_api: Api) -> No
 
 
 async def test_a_refused_status_change_writes_no_event(store: Store) -> None:
-    from tests.test_store import _exec
+    from tests._store_util import execution
 
-    await store.create_execution(_exec("e1"))
+    await store.create_execution(execution("e1"))
     assert not await store.update_execution("e1", status="queued", expect_status=["failed"],
                                             events=[EventRecord("e1", "resumed", None, {})])
     assert not await store.update_execution("missing", status="queued",

@@ -142,19 +142,6 @@ def test_money_is_exact() -> None:
     assert dollars_to_nano(total) == 1000 * hosted_nano(10, 20)
 
 
-async def test_usage_summary_groups_by_day_and_model(sqlite_store: Store) -> None:
-    for i, (model, kind, cost) in enumerate([("smollm2", "local", 1_000_000),
-                                             ("smollm2", "local", 1_000_000),
-                                             ("gpt-3.5-turbo", "hosted", 35_000)]):
-        await sqlite_store.charge_usage(UsageRecord(f"k{i}", "local", "b", model, kind, 10, 20,
-                                                    cost, 1.0, created_at=86400.0 * 365))
-    rows = await sqlite_store.usage_summary(tenant_id="local")
-    summary = {(r["day"], r["model"]): (r["calls"], r["cost_nano"]) for r in rows}
-    assert summary == {("1971-01-01", "gpt-3.5-turbo"): (1, 35_000),
-                       ("1971-01-01", "smollm2"): (2, 2_000_000)}
-    assert await sqlite_store.usage_summary(since_day="1971-01-02") == []
-
-
 async def test_per_tenant_balances_are_independent(store: Store) -> None:
     ledger = Ledger(store)
     assert await ledger.add_credits("a", 5) == Decimal(5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,29 @@ def test_tenants_and_keys() -> None:
     assert code == 2 and "--admin" in out
     code, out = omium("keys", "create", "--admin", "--json")
     assert code == 0 and json.loads(out)["admin"] is True
+
+
+# Run in a fresh interpreter (this one has the API loaded): what the commands imported.
+_TENANT_COMMANDS = """
+import sys
+from omium.cli import app
+for args in (["tenants", "create", "acme"], ["keys", "create", "acme"]):
+    try:
+        app([*args, "--db", sys.argv[1], "--json"])
+    except SystemExit as done:
+        assert done.code == 0, (args, done.code)
+print(sorted(m for m in sys.modules if m.split(".")[0] == "fastapi" or m.startswith("omium.api")))
+"""
+
+
+def test_tenant_and_key_commands_do_not_load_the_api(tmp_path: Path) -> None:
+    # Tenants and keys live in omium.engine.tenants: no FastAPI start-up cost for the CLI.
+    done = subprocess.run([sys.executable, "-c", _TENANT_COMMANDS, f"sqlite:///{tmp_path}/t.db"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert json.loads(lines[0])["tenant_id"] == "acme" and json.loads(lines[1])["api_key"]
+    assert lines[-1] == "[]"
 
 
 def test_cancel_an_execution_awaiting_review() -> None:

@@ -70,9 +70,9 @@ async def test_300_executions_survive_a_killed_worker(postgres_url: str, tmp_pat
             victim = workers[0]
             async with open_store(database_url) as store:
                 for _ in range(600):
-                    held = await store.driver.fetchall(  # type: ignore[attr-defined]
-                        "SELECT id FROM executions WHERE status = 'running' "
-                        "AND lease_owner LIKE :w", {"w": f"%-{victim.pid}-%"})
+                    running = await store.list_executions(status="running", limit=N + 10)
+                    held = [r for r in running
+                            if f"-{victim.pid}-" in (r.lease_owner or "")]
                     if held and len(_effects(effects)) > N:
                         break
                     await asyncio.sleep(0.02)

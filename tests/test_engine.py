@@ -3,13 +3,13 @@ failure events, idempotency keys."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from omium import MultiAgentExecutor
 from omium.store.base import Store
+from tests import agents_for_tests
 
 T = "tests.agents_for_tests:"
 
@@ -43,6 +43,12 @@ def sleep() -> FakeSleep:
 
 async def _events(store: Store, execution_id: str) -> list[tuple[str, str | None, dict]]:
     return [(e.type, e.agent_id, e.data) for e in await store.get_events(execution_id)]
+
+
+def overlapped(*naps: dict[str, Any]) -> bool:
+    """Whether the naps all ran at once: every one started before any ended. Unlike a bound on
+    the elapsed time, this holds however loaded the machine is."""
+    return max(n["start"] for n in naps) < min(n["end"] for n in naps)
 
 
 async def test_retry_with_exponential_backoff_records_each_attempt(store: Store,
@@ -79,10 +85,9 @@ async def test_exhausted_retries_fail_the_execution_with_the_agent_named(
 async def test_timeout_is_classified_and_retried(sqlite_store: Store, sleep: FakeSleep) -> None:
     wf = {"agents": [agent("s", "slow", timeout_s=0.05, retry={"max_attempts": 2})]}
     async with MultiAgentExecutor(sqlite_store, sleep=sleep) as ex:
-        started = time.perf_counter()
         result = await ex.execute("t1", wf)
-    assert time.perf_counter() - started < 2
     assert (result.status, result.failure_type) == ("failed", "timeout")
+    assert agents_for_tests.cancelled.pop("t1") == 2  # each attempt cut off, not waited out
     kinds = [d["failure_type"] for t, _, d in await _events(sqlite_store, "t1")
              if t == "failure_detected"]
     assert kinds == ["timeout", "timeout"]
@@ -127,7 +132,7 @@ async def test_rollback_reruns_the_producer_of_bad_data(sqlite_store: Store, tmp
     assert [(c.agent_id, c.superseded) for c in all_cps] == [
         ("producer", True), ("producer", False), ("consumer", False)]
     handoffs = await sqlite_store.get_handoffs("rb1")
-    assert [h["status"] for h in handoffs] == ["failed", "success"]
+    assert [h.status for h in handoffs] == ["failed", "success"]
     events = await _events(sqlite_store, "rb1")
     assert ("recovery_succeeded", "consumer", {"strategy": "rollback"}) in events
 
@@ -159,11 +164,9 @@ async def test_dag_runs_independent_branches_concurrently(sqlite_store: Store) -
         agent("right", "nap", depends_on=["start"]),
         agent("join", "echo", depends_on=["left", "right"])]}
     async with MultiAgentExecutor(sqlite_store) as ex:
-        started = time.perf_counter()
         result = await ex.execute("dag1", wf)
-        elapsed = time.perf_counter() - started
     assert result.status == "completed"
-    assert elapsed < 0.55  # two 0.3 s naps overlapped (sequential would take >= 0.6 s)
+    assert overlapped(result.results["left"], result.results["right"])
     # Several dependencies: the input is their outputs keyed by agent id.
     assert set(result.results["join"]["seen"]) == {"left", "right"}
     assert result.output == result.results["join"]
@@ -176,11 +179,9 @@ async def test_parallel_sync_agents_run_in_threads_and_failures_abstain(
                      agent("x", "boom", retry={"max_attempts": 1})],
           "consensus": {"strategy": "majority", "field": "napped"}}
     async with MultiAgentExecutor(sqlite_store) as ex:
-        started = time.perf_counter()
         result = await ex.execute("par1", wf)
-        elapsed = time.perf_counter() - started
-    assert elapsed < 0.55
     assert result.status == "completed" and set(result.results) == {"n1", "n2"}
+    assert overlapped(result.results["n1"], result.results["n2"])
     assert result.consensus is not None
     assert list(result.consensus["abstentions"]) == ["x"]
     assert result.consensus["agreement_level"] == pytest.approx(2 / 3, abs=1e-4)
@@ -204,10 +205,10 @@ async def test_a_wide_parallel_step_of_sync_agents_is_not_capped_by_the_thread_p
     wf = {"execution_order": "parallel", "agents": [agent(f"n{i}", "nap") for i in range(12)],
           "consensus": {"field": "napped"}}
     async with MultiAgentExecutor(sqlite_store) as ex:
-        started = time.perf_counter()
         result = await ex.execute("wide", wf)
     assert result.status == "completed" and len(result.results) == 12
-    assert time.perf_counter() - started < 0.55  # 12 x 0.3 s naps overlap
+    # All 12 at once: more than the default thread pool's workers (cores + 4) on a small machine.
+    assert overlapped(*result.results.values())
 
 
 async def test_a_run_cancelled_meanwhile_stays_cancelled(sqlite_store: Store, tmp_path,

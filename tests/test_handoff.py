@@ -95,19 +95,19 @@ async def test_every_handoff_is_persisted(store: Any) -> None:
     await protocol.initiate_handoff("other", "a", ["r2"], {"x": 1})
 
     rows = await store.get_handoffs("e1")
-    assert [(r["status"], r["reason"], r["to_agents"]) for r in rows] == [
+    assert [(r.status, r.reason, r.to_agents) for r in rows] == [
         ("success", None, ["r2"]),
         ("failed", "no_consensus", ["r1", "r2", "r3"]),
         ("failed", "validation_error", ["r2"]),
     ]
-    assert rows[0]["acks"] == {"r2": {"ack": True, "reason": None}}
-    assert rows[1]["acks"] == {"r1": {"ack": False, "reason": "not today"},
+    assert rows[0].acks == {"r2": {"ack": True, "reason": None}}
+    assert rows[1].acks == {"r1": {"ack": False, "reason": "not today"},
                                "r2": {"ack": True, "reason": None},
                                "r3": {"ack": False, "reason": "not today"}}
-    assert "$.risk_score" in rows[2]["error"]
-    assert rows[0]["latency_ms"] == pytest.approx(ok.latency_ms)
-    assert rows[1]["latency_ms"] == pytest.approx(refused.latency_ms)
-    assert all(r["latency_ms"] > 0 and r["from_agent"] == "a" for r in rows)
+    assert "$.risk_score" in rows[2].error
+    assert rows[0].latency_ms == pytest.approx(ok.latency_ms)
+    assert rows[1].latency_ms == pytest.approx(refused.latency_ms)
+    assert all(r.latency_ms > 0 and r.from_agent == "a" for r in rows)
 
 
 async def test_no_store_writes_when_persist_is_false(store: Any) -> None:
@@ -133,7 +133,7 @@ async def test_invalid_handoff_fails_before_the_receiver_runs(sqlite_store: Any)
     assert ("agent_started", "decider") not in events
     assert [c.agent_id for c in await sqlite_store.get_checkpoints("e1")] == ["scorer"]
     [h] = await sqlite_store.get_handoffs("e1")
-    assert (h["from_agent"], h["to_agents"], h["status"], h["reason"]) == (
+    assert (h.from_agent, h.to_agents, h.status, h.reason) == (
         "scorer", ["decider"], "failed", "validation_error")
     stored = await sqlite_store.get_execution("e1")
     assert (stored.status, stored.failed_agent) == ("failed", "decider")
@@ -146,8 +146,8 @@ async def test_refused_handoff_fails_the_receiver(sqlite_store: Any) -> None:
     r = await ex.execute("e1", wf, {})
     assert (r.status, r.failure_type, r.failed_agent) == ("failed", "no_consensus", "decider")
     [h] = await sqlite_store.get_handoffs("e1")
-    assert h["status"] == "failed"
-    assert h["acks"] == {"decider": {"ack": False, "reason": "not today"}}
+    assert h.status == "failed"
+    assert h.acks == {"decider": {"ack": False, "reason": "not today"}}
 
 
 async def test_accepted_handoff_is_stored_with_the_checkpoint(sqlite_store: Any) -> None:
@@ -156,4 +156,4 @@ async def test_accepted_handoff_is_stored_with_the_checkpoint(sqlite_store: Any)
     assert r.status == "completed"
     assert r.output == {"agent": "decider", "seen": {"risk_score": 7}}
     [h] = await sqlite_store.get_handoffs("e1")
-    assert (h["status"], h["acks"]) == ("success", {"decider": {"ack": True, "reason": None}})
+    assert (h.status, h.acks) == ("success", {"decider": {"ack": True, "reason": None}})

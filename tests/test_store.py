@@ -1,33 +1,113 @@
-"""Storage conformance: the same behaviour from SQLite and PostgreSQL."""
+"""Storage conformance: every method of every protocol of ``omium.store.base``, tested on
+SQLite and PostgreSQL alike (the ``store`` fixture), one file per protocol:
+tests/test_store_executions.py, _billing.py, _tenants.py, _leases.py; the connection here.
+
+``CONFORMANCE`` names the test that covers each method; a method added to a protocol without
+one fails ``test_every_store_method_has_a_conformance_test``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import importlib
+import inspect
+import re
+from typing import Protocol
 
 import pytest
 
-from omium.coordination.handoff import HandoffRecord
-from omium.store import (
-    CheckpointRecord,
-    ConsensusRecord,
-    EventRecord,
-    ExecutionRecord,
-    open_store,
-)
-from omium.store._driver import Driver
+from omium.store import base, open_store
 from omium.store.base import Store
-from omium.store.migrate import MIGRATIONS_DIR, current_revision
+from omium.store.migrate import MIGRATIONS_DIR
 from omium.store.migrations import HEAD
+from omium.store.records import SchemaRevision
+
+_EXEC = "test_store_executions"
+_BILL = "test_store_billing"
+_KEYS = "test_store_tenants"
+_LEASE = "test_store_leases"
+_CONNECT = "test_store::test_connect_migrates_once_and_reports_the_revision"
+CONFORMANCE = {
+    # Store: the connection
+    "connect": _CONNECT,
+    "close": _CONNECT,
+    "schema_revision": _CONNECT,
+    # ExecutionStore
+    "put_workflow": f"{_EXEC}::test_workflows_are_stored_once_by_content",
+    "get_workflow": f"{_EXEC}::test_workflows_are_stored_once_by_content",
+    "get_workflow_record": f"{_EXEC}::test_workflow_records_are_the_tenants_own_newest_first",
+    "list_workflows": f"{_EXEC}::test_workflow_records_are_the_tenants_own_newest_first",
+    "create_execution": f"{_EXEC}::test_create_execution_is_idempotent_by_id",
+    "get_execution": f"{_EXEC}::test_create_execution_is_idempotent_by_id",
+    "list_executions": f"{_EXEC}::test_list_executions_filters_and_orders_newest_first",
+    "find_by_idempotency_key": f"{_EXEC}::test_an_idempotency_key_names_one_request",
+    "update_execution": f"{_EXEC}::test_update_execution_with_expected_status_is_conditional",
+    "apply_review": f"{_EXEC}::test_a_review_applies_once_and_all_at_once",
+    "request_cancel": f"{_EXEC}::test_a_cancel_records_its_event_and_an_ended_execution_refuses",
+    "save_checkpoint": f"{_EXEC}::test_one_live_checkpoint_per_agent_and_rollback_supersedes",
+    "get_checkpoints": f"{_EXEC}::test_one_live_checkpoint_per_agent_and_rollback_supersedes",
+    "supersede_checkpoints":
+        f"{_EXEC}::test_one_live_checkpoint_per_agent_and_rollback_supersedes",
+    "add_handoffs": f"{_EXEC}::test_handoffs_and_events_round_trip_behind_the_fence",
+    "get_handoffs": f"{_EXEC}::test_handoffs_and_events_round_trip_behind_the_fence",
+    "add_events": f"{_EXEC}::test_handoffs_and_events_round_trip_behind_the_fence",
+    "get_events": f"{_EXEC}::test_handoffs_and_events_round_trip_behind_the_fence",
+    "save_consensus": f"{_EXEC}::test_consensus_review_happens_once",
+    "get_consensus": f"{_EXEC}::test_consensus_review_happens_once",
+    "review_consensus": f"{_EXEC}::test_consensus_review_happens_once",
+    "usage_records": f"{_BILL}::test_a_key_is_charged_once_and_records_filter",
+    "execution_detail": f"{_EXEC}::test_the_detail_is_typed_records_and_totals_in_ints",
+    "execution_rows": f"{_EXEC}::test_each_list_of_the_detail_pages_by_id",
+    # BillingStore
+    "get_tenant": f"{_BILL}::test_credits_create_a_limited_tenant_and_overdrafts_apply",
+    "add_credits": f"{_BILL}::test_credits_create_a_limited_tenant_and_overdrafts_apply",
+    "set_overdraft": f"{_BILL}::test_credits_create_a_limited_tenant_and_overdrafts_apply",
+    "charge_usage": f"{_BILL}::test_a_key_is_charged_once_and_records_filter",
+    "reserve_credit": f"{_BILL}::test_holds_reserve_settle_release_and_expire",
+    "settle_usage": f"{_BILL}::test_holds_reserve_settle_release_and_expire",
+    "release_hold": f"{_BILL}::test_holds_reserve_settle_release_and_expire",
+    "release_expired_holds": f"{_BILL}::test_holds_reserve_settle_release_and_expire",
+    "credit_holds": f"{_BILL}::test_holds_reserve_settle_release_and_expire",
+    "usage_summary": f"{_BILL}::test_usage_is_summed_by_day_and_model_in_ints",
+    "add_llm_failure": f"{_BILL}::test_llm_failures_are_counted_by_backend_and_kind",
+    "llm_failures": f"{_BILL}::test_llm_failures_are_counted_by_backend_and_kind",
+    # TenantStore
+    "create_tenant": f"{_KEYS}::test_tenants_are_created_once_and_listed_by_id",
+    "list_tenants": f"{_KEYS}::test_tenants_are_created_once_and_listed_by_id",
+    "create_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
+    "find_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
+    "revoke_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
+    # LeaseStore
+    "claim_execution": f"{_LEASE}::test_claims_take_the_oldest_queued_execution_once",
+    "renew_lease": f"{_LEASE}::test_renew_release_and_cancel",
+    "release_lease": f"{_LEASE}::test_renew_release_and_cancel",
+    "queue_depth": f"{_LEASE}::test_queue_depth_counts_what_waits_for_a_worker",
+    "worker_heartbeat": f"{_LEASE}::test_workers_heartbeat",
+    "worker_stopped": f"{_LEASE}::test_workers_heartbeat",
+    "live_workers": f"{_LEASE}::test_workers_heartbeat",
+}
 
 
-def _exec(execution_id: str, **kw: object) -> ExecutionRecord:
-    return ExecutionRecord(execution_id, "wf", {"name": "wf", "agents": []}, {"x": 1}, **kw)
+def _protocol_methods() -> dict[str, set[str]]:
+    """Each protocol of omium.store.base -> its abstract methods."""
+    return {name: set(cls.__abstractmethods__) for name, cls in vars(base).items()
+            if isinstance(cls, type) and cls.__module__ == base.__name__
+            and issubclass(cls, Protocol)}  # type: ignore[arg-type]
 
 
-def _cp(execution_id: str, agent_id: str, output: object = None) -> CheckpointRecord:
-    now = time.time()
-    return CheckpointRecord(execution_id, agent_id, 0, 1, output or {"a": agent_id}, now, now)
+def test_every_store_method_has_a_conformance_test() -> None:
+    protocols = _protocol_methods()
+    every = set().union(*protocols.values())
+    assert every == Store.__abstractmethods__, "Store must be the union of the protocols"
+    missing = sorted(every - set(CONFORMANCE))
+    assert not missing, f"store methods without a conformance test in CONFORMANCE: {missing}"
+    assert not set(CONFORMANCE) - every, "CONFORMANCE names methods no protocol has"
+    for method, where in CONFORMANCE.items():
+        module, name = where.split("::")
+        test = getattr(importlib.import_module(f"tests.{module}"), name)
+        # The ``store`` fixture runs it on SQLite and on PostgreSQL.
+        assert "store" in inspect.signature(test).parameters, where
+        assert re.search(rf"\.{method}\(", inspect.getsource(test)), (
+            f"{where} does not call {method}")
 
 
 def test_head_constant_matches_alembic_scripts() -> None:
@@ -39,89 +119,13 @@ def test_head_constant_matches_alembic_scripts() -> None:
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
 
 
-async def test_connect_migrates_once_and_reconnect_is_cheap(store: Store) -> None:
-    driver: Driver = store.driver  # type: ignore[attr-defined]
-    assert await current_revision(driver) == HEAD
+async def test_connect_migrates_once_and_reports_the_revision(store: Store) -> None:
+    assert await store.schema_revision() == SchemaRevision(HEAD, HEAD)
     again = open_store(store.url)
     await again.connect()  # already at head: no migration, no error
+    await again.connect()  # connected already: nothing to do
+    assert (await again.schema_revision()).up_to_date
     await again.close()
-
-
-async def test_create_execution_is_idempotent_by_id(store: Store) -> None:
-    first, created = await store.create_execution(_exec("e1", status="running"))
-    assert created and first.status == "running" and first.inputs == {"x": 1}
-    second, created_again = await store.create_execution(_exec("e1", status="queued"))
-    assert not created_again and second.status == "running"
-
-
-async def test_update_execution_with_expected_status_is_conditional(store: Store) -> None:
-    await store.create_execution(_exec("e2", status="awaiting_review"))
-    ev = EventRecord("e2", "review", None, {"decision": "approve"}, time.time())
-    assert await store.update_execution("e2", status="running",
-                                        expect_status=["awaiting_review"], events=[ev])
-    assert not await store.update_execution("e2", status="running",
-                                            expect_status=["awaiting_review"])
-    rec = await store.get_execution("e2")
-    assert rec is not None and rec.status == "running"
-    assert [e.type for e in await store.get_events("e2")] == ["review"]
-    with pytest.raises(TypeError):
-        await store.update_execution("e2", status="failed", status_code=1)
-
-
-async def test_result_and_decision_round_trip_as_json(store: Store) -> None:
-    await store.create_execution(_exec("e3"))
-    result = {"results": {"a": {"nested": [1, 2.5, None, "ü"]}}, "decision": "approve"}
-    await store.update_execution("e3", status="completed", decision="approve", result=result,
-                                 finished_at=123.5)
-    rec = await store.get_execution("e3")
-    assert rec is not None
-    assert (rec.result, rec.decision, rec.finished_at) == (result, "approve", 123.5)
-
-
-async def test_one_live_checkpoint_per_agent_and_rollback_supersedes(store: Store) -> None:
-    await store.create_execution(_exec("e4"))
-    h = HandoffRecord("e4", "a", ["b"], "success", {"b": {"ack": True, "reason": None}},
-                      None, None, 0.2, time.time())
-    assert await store.save_checkpoint(_cp("e4", "a"), handoffs=[h])
-    assert not await store.save_checkpoint(_cp("e4", "a", {"other": 1}))  # conflict: no write
-    assert len(await store.get_handoffs("e4")) == 1  # the conflicting batch left nothing
-    assert [c.output for c in await store.get_checkpoints("e4")] == [{"a": "a"}]
-    assert await store.supersede_checkpoints("e4", ["a"]) == 1
-    assert await store.get_checkpoints("e4") == []
-    assert await store.save_checkpoint(_cp("e4", "a", {"again": 2}))
-    every = await store.get_checkpoints("e4", include_superseded=True)
-    assert [(c.output, c.superseded) for c in every] == [({"a": "a"}, True),
-                                                          ({"again": 2}, False)]
-
-
-async def test_list_executions_filters_and_orders_newest_first(store: Store) -> None:
-    for i in range(3):
-        await store.create_execution(_exec(f"l{i}", status="failed" if i == 1 else "running",
-                                           tenant_id="t1"))
-        await asyncio.sleep(0.002)
-    await store.create_execution(_exec("other", tenant_id="t2"))
-    assert [r.id for r in await store.list_executions(tenant_id="t1")] == ["l2", "l1", "l0"]
-    assert [r.id for r in await store.list_executions(status="failed")] == ["l1"]
-    assert len(await store.list_executions(limit=2)) == 2
-
-
-async def test_consensus_review_happens_once(store: Store) -> None:
-    await store.create_execution(_exec("e5"))
-    rec = ConsensusRecord("e5", "vote", {"votes": {"a": "approve", "b": "reject"}},
-                          "manual_review", None, 0.5)
-    await store.save_consensus(rec)
-    assert await store.review_consensus("e5", "vote", "approve")
-    assert not await store.review_consensus("e5", "vote", "reject")
-    [saved] = await store.get_consensus("e5")
-    assert (saved.reviewed_decision, saved.result["votes"]["b"]) == ("approve", "reject")
-
-
-async def test_workflows_are_stored_once_by_content(store: Store) -> None:
-    a = await store.put_workflow("wf", {"name": "wf", "agents": [1]})
-    b = await store.put_workflow("wf", {"agents": [1], "name": "wf"})
-    c = await store.put_workflow("wf", {"name": "wf", "agents": [2]})
-    assert a == b != c
-    assert await store.get_workflow(a) == {"name": "wf", "agents": [1]}
 
 
 def test_unsupported_urls_are_refused() -> None:

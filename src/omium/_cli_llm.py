@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import time
+from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,6 +22,7 @@ from omium.store import open_store
 if TYPE_CHECKING:  # imported in the commands: aiohttp is slow to import for every CLI call
     from omium.llm.config import LLMConfig
     from omium.llm.pricing import PriceTable
+    from omium.store.records import UsageSummary
 
 llm_app = typer.Typer(help="Local inference server and backend status.", no_args_is_help=True)
 credits_app = typer.Typer(help="Tenant balances (1 credit = $0.01).", no_args_is_help=True)
@@ -77,15 +79,15 @@ async def _probe(cfg: LLMConfig) -> list[tuple[str, float | None, str | None]]:
     return list(await asyncio.gather(*(one(Backend(b)) for b in cfg.ordered())))
 
 
-def plan_figures(rows: list[dict[str, Any]], all_failed: int,
+def plan_figures(rows: list[UsageSummary], all_failed: int,
                  prices: PriceTable) -> dict[str, Any]:
     """The plan's success figures from usage rows (one per tenant, day and model)."""
-    calls = sum(r["calls"] for r in rows)
-    local = sum(r["calls"] for r in rows if r["model_type"] == "local")
-    fallbacks = sum(r["fallbacks"] or 0 for r in rows)
-    actual = sum(Decimal(r["cost_nano"]) for r in rows) / 10**9
+    calls = sum(r.calls for r in rows)
+    local = sum(r.calls for r in rows if r.model_type == "local")
+    fallbacks = sum(r.fallbacks for r in rows)
+    actual = nano_to_dollars(sum(r.cost_nano for r in rows))
     ref = prices.reference
-    reference = sum(ref.cost(int(r["prompt_tokens"]), int(r["completion_tokens"])) for r in rows)
+    reference = sum(ref.cost(r.prompt_tokens, r.completion_tokens) for r in rows)
     return {
         "calls": calls,
         "local_share": (local / calls) if calls else None,
@@ -121,11 +123,11 @@ def status(config: ConfigOption = None, db: DbOption = None,
                     await store.llm_failures(since=since_ts))
 
     probes, rows, failures = run_async(go())
-    all_failed = sum(f["n"] for f in failures if f["backend"] == "*")
+    all_failed = sum(f.n for f in failures if f.backend == "*")
     figures = plan_figures(rows, all_failed, cfg.prices)
     per_backend: dict[str, int] = {}
     for f in failures:
-        per_backend[f["backend"]] = per_backend.get(f["backend"], 0) + f["n"]
+        per_backend[f.backend] = per_backend.get(f.backend, 0) + f.n
     if as_json:
         print(json.dumps({"since": day, "backends": [
             {"name": n, "reachable": e is None, "latency_ms": None if lat is None
@@ -220,16 +222,14 @@ def usage(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] 
     if since is not None:
         _check_day(since)
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> list[UsageSummary]:
         async with open_store(db) as store:
             return await store.usage_summary(tenant_id=tenant, since_day=since)
 
-    rows = run_async(go())
-    for r in rows:
-        r["cost_usd"] = str(nano_to_dollars(int(r["cost_nano"])))
-        r["credits"] = str(nano_to_credits(int(r["cost_nano"])))
+    rows = [{**asdict(r), "cost_usd": str(nano_to_dollars(r.cost_nano)),
+             "credits": str(nano_to_credits(r.cost_nano))} for r in run_async(go())]
     if as_json:
-        print(json.dumps(rows, default=str))
+        print(json.dumps(rows))
         return
     table = Table(title="LLM usage")
     for col in ("day", "tenant", "model", "type", "calls", "prompt", "completion", "cost $",

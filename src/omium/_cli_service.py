@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
+from omium.engine.tenants import add_key, create_tenant_with_key, hash_key
 from omium.store import database_url, open_store
 
 tenants_app = typer.Typer(help="Tenants of the service (each with API keys).",
@@ -64,8 +65,6 @@ def _local_key_file(url: str) -> Path:
 
 async def _local_key(url: str) -> str:
     """The embedded default's key for tenant "local": reused from a 0600 file if valid."""
-    from omium.api.auth import generate_key, hash_key
-
     path = _local_key_file(url)
     async with open_store(url) as store:
         if path.is_file():
@@ -73,8 +72,7 @@ async def _local_key(url: str) -> str:
             found = await store.find_api_key(hash_key(key))
             if found is not None and found.revoked_at is None:
                 return key
-        key, key_hash, prefix = generate_key()
-        await store.create_api_key(key_hash, prefix, "local")
+        key = await add_key(store, "local")
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
@@ -123,7 +121,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
 @tenants_app.command("create")
 def tenants_create(name: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Create a tenant and its first API key (printed once)."""
-    from omium.api.auth import create_tenant_with_key
 
     async def go() -> tuple[str, str]:
         async with open_store(db) as store:
@@ -142,8 +139,6 @@ def keys_create(tenant: Annotated[str | None, typer.Argument(help="Tenant id.")]
                                  ] = False,
                 db: DbOption = None, as_json: JsonOption = False) -> None:
     """A new API key for TENANT (or an admin key with --admin), printed once."""
-    from omium.api.auth import generate_key
-
     if (tenant is None) != admin:
         fail("give a TENANT, or --admin without one")
 
@@ -151,9 +146,7 @@ def keys_create(tenant: Annotated[str | None, typer.Argument(help="Tenant id.")]
         async with open_store(db) as store:
             if tenant is not None and await store.get_tenant(tenant) is None:
                 raise ValueError(f"no tenant {tenant!r}")
-            key, key_hash, prefix = generate_key()
-            await store.create_api_key(key_hash, prefix, tenant, admin=admin)
-            return key
+            return await add_key(store, tenant, admin=admin)
 
     key = run_async(go())
     if as_json:

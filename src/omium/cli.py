@@ -26,7 +26,8 @@ from omium.engine.graph import prepare
 from omium.engine.result import ExecutionResult
 from omium.errors import OmiumError
 from omium.jsonsafe import MAX_JSON_DEPTH, NotJSONError, json_problem, loads_strict
-from omium.store import STATUSES, open_store
+from omium.status import STATUSES, Status
+from omium.store import open_store
 from omium.workflow.loader import load_workflow
 
 app = typer.Typer(help="Omium: durable multi-agent workflows.", no_args_is_help=True,
@@ -41,7 +42,7 @@ app.add_typer(keys_app, name="keys")
 app.command("worker")(worker)
 app.command("serve")(serve)
 
-EXIT = {"completed": 0, "failed": 1, "awaiting_review": 3, "cancelled": 1}
+EXIT = {Status.COMPLETED: 0, Status.FAILED: 1, Status.AWAITING_REVIEW: 3, Status.CANCELLED: 1}
 
 
 def _read_inputs(value: str | None) -> Any:
@@ -76,7 +77,7 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
     else:
         if progress is not None:
             out.print(progress.table(title=f"execution {result.execution_id}"))
-        style = {"completed": "green", "failed": "red"}.get(result.status, "yellow")
+        style = {Status.COMPLETED: "green", Status.FAILED: "red"}.get(result.status, "yellow")
         out.print(f"status: [{style}]{result.status}[/]", highlight=False)
         if result.decision is not None:
             out.print(f"decision: [bold]{result.decision}[/]", highlight=False)
@@ -89,11 +90,11 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
             out.print(f"LLM: {u['calls']} call(s), {u['prompt_tokens']} prompt + "
                       f"{u['completion_tokens']} completion tokens, ${u['cost_usd']}",
                       highlight=False)
-        if result.status == "failed":
+        if result.status == Status.FAILED:
             out.print(f"failed agent: {result.failed_agent} ({result.failure_type}): "
                       f"{result.error}", highlight=False)
             out.print(f"after fixing, continue with: omium resume {result.execution_id}")
-        if result.status == "awaiting_review":
+        if result.status == Status.AWAITING_REVIEW:
             out.print(f"decide with: omium review {result.execution_id} --decision "
                       "approve|reject")
     raise typer.Exit(EXIT.get(result.status, 4))
@@ -238,7 +239,8 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
     rec, cps, handoffs, votes, events, usage_rows = found
     if as_json:
         print(json.dumps({"execution": asdict(rec), "checkpoints": [asdict(c) for c in cps],
-                          "handoffs": handoffs, "consensus": [asdict(v) for v in votes],
+                          "handoffs": [asdict(h) for h in handoffs],
+                          "consensus": [asdict(v) for v in votes],
                           "events": [asdict(e) for e in events],
                           "usage": [asdict(u) for u in usage_rows]}, default=str))
         return
@@ -254,7 +256,7 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
                   f"${nano_to_dollars(u.cost_nano)}", highlight=False)
 
 
-def _show_tables(cps: list[Any], handoffs: list[dict[str, Any]], votes: list[Any],
+def _show_tables(cps: list[Any], handoffs: list[Any], votes: list[Any],
                  events: list[Any]) -> None:
     t = Table(title="checkpoints")
     for col in ("agent", "attempt", "duration", "served by", "output"):
@@ -271,10 +273,10 @@ def _show_tables(cps: list[Any], handoffs: list[dict[str, Any]], votes: list[Any
         for h in handoffs:
             acks = ", ".join(f"{k}={'yes' if v['ack'] else 'no'}"
                              + (f" ({v['reason']})" if v.get("reason") else "")
-                             for k, v in h["acks"].items())
-            t.add_row(h["from_agent"], ", ".join(h["to_agents"]),
-                      h["status"] + (f" ({h['reason']})" if h["reason"] else ""),
-                      acks or (h["error"] or ""), f"{h['latency_ms']:.2f} ms")
+                             for k, v in h.acks.items())
+            t.add_row(h.from_agent, ", ".join(h.to_agents),
+                      h.status + (f" ({h.reason})" if h.reason else ""),
+                      acks or (h.error or ""), f"{h.latency_ms:.2f} ms")
         out.print(t)
     for v in votes:
         out.print(f"vote {v.node_id}: {v.outcome}, decision {v.decision!r}, agreement "

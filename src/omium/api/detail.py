@@ -1,17 +1,23 @@
-"""Turning ``Store.execution_detail`` rows (JSON columns as text) into the API's shapes."""
+"""The API's shapes of the store's records (``Store.execution_detail`` and its pages): which
+fields each answer shows, and money as exact decimal strings. The store decodes; this only
+shapes."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from omium.billing.money import nano_to_credits, nano_to_dollars
-from omium.store.records import ExecutionRecord
-
-
-def decode(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+from omium.store.records import (
+    CheckpointRecord,
+    ConsensusRecord,
+    DetailTotals,
+    EventRecord,
+    ExecutionDetail,
+    ExecutionRecord,
+    HandoffRecord,
+    UsageRecord,
+)
 
 
 def _plain(value: Decimal) -> str:
@@ -27,61 +33,61 @@ def credits(nano: int) -> str:
     return _plain(nano_to_credits(nano))
 
 
-def summary(row: dict[str, Any]) -> dict[str, Any]:
-    """The list view of a raw executions row."""
-    return {"id": row["id"], "workflow_id": row["workflow_id"],
-            "workflow_name": row["workflow_name"], "status": row["status"],
-            "decision": decode(row["decision"]), "created_at": row["created_at"],
-            "updated_at": row["updated_at"], "finished_at": row["finished_at"]}
-
-
-def record_summary(rec: ExecutionRecord) -> dict[str, Any]:
-    """The list view of an ``ExecutionRecord`` (its JSON columns are decoded already)."""
+def summary(rec: ExecutionRecord) -> dict[str, Any]:
+    """An execution in a list."""
     return {"id": rec.id, "workflow_id": rec.workflow_id, "workflow_name": rec.workflow_name,
             "status": rec.status, "decision": rec.decision, "created_at": rec.created_at,
             "updated_at": rec.updated_at, "finished_at": rec.finished_at}
 
 
-def checkpoints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "output": decode(r["output"]), "superseded": bool(r["superseded"])}
-            for r in rows]
+def checkpoints(recs: list[CheckpointRecord]) -> list[dict[str, Any]]:
+    return [{"agent_id": c.agent_id, "agent_index": c.agent_index, "attempt": c.attempt,
+             "output": c.output, "served_by": c.served_by, "superseded": c.superseded,
+             "started_at": c.started_at, "finished_at": c.finished_at,
+             "lease_epoch": c.lease_epoch} for c in recs]
 
 
-def steps(cps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"agent_id": c["agent_id"], "status": "superseded" if c["superseded"] else "done",
-             "attempt": c["attempt"], "duration_s": c["finished_at"] - c["started_at"],
-             "served_by": c["served_by"], "started_at": c["started_at"],
-             "finished_at": c["finished_at"]} for c in cps]
+def steps(recs: list[CheckpointRecord]) -> list[dict[str, Any]]:
+    return [{"agent_id": c.agent_id, "status": "superseded" if c.superseded else "done",
+             "attempt": c.attempt, "duration_s": c.finished_at - c.started_at,
+             "served_by": c.served_by, "started_at": c.started_at,
+             "finished_at": c.finished_at} for c in recs]
 
 
-def handoffs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "to_agents": decode(r["to_agents"]), "acks": decode(r["acks"])} for r in rows]
+def handoffs(recs: list[HandoffRecord]) -> list[dict[str, Any]]:
+    return [{"from_agent": h.from_agent, "to_agents": h.to_agents, "status": h.status,
+             "acks": h.acks, "reason": h.reason, "error": h.error, "latency_ms": h.latency_ms,
+             "created_at": h.created_at} for h in recs]
 
 
-def votes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "result": decode(r["result"]), "decision": decode(r["decision"])}
-            for r in rows]
+def votes(recs: list[ConsensusRecord]) -> list[dict[str, Any]]:
+    return [{"node_id": v.node_id, "result": v.result, "outcome": v.outcome,
+             "decision": v.decision, "agreement_level": v.agreement_level,
+             "created_at": v.created_at, "reviewed_decision": v.reviewed_decision,
+             "reviewed_at": v.reviewed_at} for v in recs]
 
 
-def events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "data": decode(r["data"])} for r in rows]
+def events(recs: list[EventRecord]) -> list[dict[str, Any]]:
+    return [{"id": e.id, "ts": e.ts, "type": e.type, "agent_id": e.agent_id, "data": e.data}
+            for e in recs]
 
 
-def usage_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"backend": r["backend"], "model": r["model"], "model_type": r["model_type"],
-             "agent_id": r["agent_id"], "prompt_tokens": r["prompt_tokens"],
-             "completion_tokens": r["completion_tokens"],
-             "cached_tokens": r["cached_tokens"], "estimated": bool(r["estimated"]),
-             "used_fallback": bool(r["used_fallback"]), "cost_usd": dollars(r["cost_nano"])}
-            for r in rows]
+def usage_records(recs: list[UsageRecord]) -> list[dict[str, Any]]:
+    return [{"backend": u.backend, "model": u.model, "model_type": u.model_type,
+             "agent_id": u.agent_id, "prompt_tokens": u.prompt_tokens,
+             "completion_tokens": u.completion_tokens, "cached_tokens": u.cached_tokens,
+             "estimated": u.estimated, "used_fallback": u.used_fallback,
+             "cost_usd": dollars(u.cost_nano)} for u in recs]
 
 
-def usage(rows: list[dict[str, Any]], totals: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Sums over every call (``totals``: the store's sums, when ``rows`` are only the first)."""
-    sums = totals or {"usage": len(rows), **{k: sum(r[k] for r in rows) for k in _SUMMED}}
-    return {"calls": int(sums["usage"]),
-            **{k: int(sums[k]) for k in _SUMMED if k != "cost_nano"},
-            "cost_usd": dollars(int(sums["cost_nano"])), "records": usage_records(rows)}
+def usage(recs: list[UsageRecord], totals: DetailTotals | None = None) -> dict[str, Any]:
+    """Sums over every call (``totals``: the store's sums, when ``recs`` are only the first)."""
+    if totals is None:
+        calls, sums = len(recs), {k: sum(getattr(u, k) for u in recs) for k in _SUMMED}
+    else:
+        calls, sums = totals.usage, {k: getattr(totals, k) for k in _SUMMED}
+    return {"calls": calls, **{k: sums[k] for k in _SUMMED if k != "cost_nano"},
+            "cost_usd": dollars(sums["cost_nano"]), "records": usage_records(recs)}
 
 
 _SUMMED = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano")
@@ -90,39 +96,39 @@ LISTS = {"steps": "steps", "checkpoints": "checkpoints", "handoffs": "handoffs",
          "consensus": "consensus", "events": "history", "usage_records": "usage"}
 
 
-def execution_detail(detail: dict[str, list[dict[str, Any]]],
-                     base_path: str) -> dict[str, Any]:
+def _counts(detail: ExecutionDetail) -> dict[str, int]:
+    found = detail.totals
+    if found is None:
+        return {"steps": len(detail.checkpoints), "checkpoints": len(detail.checkpoints),
+                "handoffs": len(detail.handoffs), "consensus": len(detail.consensus),
+                "events": len(detail.events), "usage_records": len(detail.usage)}
+    return {"checkpoints": found.checkpoints, "handoffs": found.handoffs,
+            "consensus": found.consensus, "events": found.events, "steps": found.checkpoints,
+            "usage_records": found.usage}
+
+
+def execution_detail(detail: ExecutionDetail, base_path: str) -> dict[str, Any]:
     """``base_path``: the execution's URL path, under which each whole list is paged."""
-    row = detail["execution"][0]
-    result = decode(row["result"])
-    cps = checkpoints(detail["checkpoints"])
-    failed = row["failed_agent"] or row["failure_type"] or row["error"]
-    found = detail["totals"][0] if detail.get("totals") else None
-    counts = {"steps": len(cps), "checkpoints": len(cps), "handoffs": len(detail["handoffs"]),
-              "consensus": len(detail["consensus"]), "events": len(detail["events"]),
-              "usage_records": len(detail["usage"])}
-    if found is not None:
-        counts = {**{k: int(found[k]) for k in ("checkpoints", "handoffs", "consensus",
-                                                "events")},
-                  "steps": int(found["checkpoints"]), "usage_records": int(found["usage"])}
+    rec, result = detail.execution, detail.execution.result
+    failed = rec.failed_agent or rec.failure_type or rec.error
     return {
-        **summary(row),
-        "inputs": decode(row["inputs"]),
-        "idempotency_key": row["idempotency_key"],
-        "cancel_requested": bool(row["cancel_requested"]),
+        **summary(rec),
+        "inputs": rec.inputs,
+        "idempotency_key": rec.idempotency_key,
+        "cancel_requested": rec.cancel_requested,
         "result": None if result is None else {
             "results": result.get("results") or {}, "consensus": result.get("consensus"),
             "output": result.get("output"), "reused": result.get("reused") or []},
-        "failure": {"failed_agent": row["failed_agent"], "failure_type": row["failure_type"],
-                    "error": row["error"]} if failed else None,
-        "steps": steps(cps),
-        "checkpoints": cps,
-        "handoffs": handoffs(detail["handoffs"]),
-        "consensus": votes(detail["consensus"]),
-        "events": events(detail["events"]),
-        "usage": usage(detail["usage"], found),
-        "lease": {"owner": row["lease_owner"], "epoch": row["lease_epoch"],
-                  "expires_at": row["lease_expires_at"]},
-        "totals": counts,
+        "failure": {"failed_agent": rec.failed_agent, "failure_type": rec.failure_type,
+                    "error": rec.error} if failed else None,
+        "steps": steps(detail.checkpoints),
+        "checkpoints": checkpoints(detail.checkpoints),
+        "handoffs": handoffs(detail.handoffs),
+        "consensus": votes(detail.consensus),
+        "events": events(detail.events),
+        "usage": usage(detail.usage, detail.totals),
+        "lease": {"owner": rec.lease_owner, "epoch": rec.lease_epoch,
+                  "expires_at": rec.lease_expires_at},
+        "totals": _counts(detail),
         "links": {name: f"{base_path}/{path}" for name, path in LISTS.items()},
     }

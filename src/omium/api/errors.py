@@ -14,8 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
-from omium.api.auth import TenantExistsError
 from omium.api.models import ErrorOut, ValidationErrorOut
+from omium.engine.tenants import TenantExistsError
 from omium.errors import (
     ExecutionNotFoundError,
     ExecutionStateError,

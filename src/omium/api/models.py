@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from omium.status import STATUSES, Status
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -32,10 +34,10 @@ class ValidationErrorOut(BaseModel):
     detail: list[FieldError]
 
 
-# The lifecycle of an execution (omium.store.STATUSES); "cancelling" is only ever an answer
-# to a cancel request: a running execution flagged to stop.
-ExecutionStatus = Literal["queued", "running", "completed", "failed", "awaiting_review",
-                          "cancelled"]
+# The lifecycle of an execution (omium.status.STATUSES); "cancelling" is only ever an answer
+# to a cancel request: a running execution flagged to stop. A Literal of the enum's values,
+# not the enum: the spec keeps its inline string enums, the 422 messages their plain values.
+ExecutionStatus = Literal[tuple(s.value for s in STATUSES)]  # type: ignore[valid-type]
 CURSOR_DOC = ("opaque: pass a page's next_cursor back unchanged for the next page "
               "(null on the last page); any other value is a 422")
 
@@ -66,7 +68,7 @@ class SubmitRequest(_In):
 
 class StatusOut(BaseModel):
     execution_id: str
-    status: ExecutionStatus | Literal["cancelling"]
+    status: ExecutionStatus | Literal[Status.CANCELLING.value]  # type: ignore[valid-type]
 
 
 class ReviewRequest(_In):

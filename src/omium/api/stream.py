@@ -1,4 +1,4 @@
-"""Server-sent events for one execution, derived by polling ``Store.execution_detail``.
+"""Server-sent events for one execution, derived by polling ``execution_detail``.
 
 Each poll emits only what is new since the last one: ``status`` (a change), ``handoff``,
 ``checkpoint`` (an agent finished), ``vote``, ``event`` (rows of the events table: failures,
@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from omium.api import detail as shape
-from omium.store.base import Store
+from omium.status import TERMINAL, Status
+from omium.store.base import ExecutionStore
+from omium.store.records import ExecutionDetail
 
-FINAL = ("completed", "failed", "cancelled", "awaiting_review")
 KEEPALIVE_S = 15.0
 Message = tuple[str, dict[str, Any]]
 
@@ -38,14 +39,13 @@ class EventDiff:
         self.started: set[str] = set()
         self.finished = False
 
-    def _new(self, snapshot: dict[str, list[dict[str, Any]]], table: str
-             ) -> list[dict[str, Any]]:
-        rows = snapshot[table][self.seen[table]:]  # every table is append-only
-        self.seen[table] += len(rows)
-        return rows
+    def _new(self, snapshot: ExecutionDetail, part: str) -> list[Any]:
+        recs: list[Any] = getattr(snapshot, part)[self.seen[part]:]  # every list only grows
+        self.seen[part] += len(recs)
+        return recs
 
-    def step(self, snapshot: dict[str, list[dict[str, Any]]]) -> list[Message]:
-        row = snapshot["execution"][0]
+    def step(self, snapshot: ExecutionDetail) -> list[Message]:
+        rec = snapshot.execution
         out: list[Message] = []
         # What happened first, then the status it led to, then what runs now.
         out += [("handoff", h) for h in shape.handoffs(self._new(snapshot, "handoffs"))]
@@ -54,31 +54,31 @@ class EventDiff:
             out.append(("checkpoint", cp))
         out += [("vote", v) for v in shape.votes(self._new(snapshot, "consensus"))]
         out += [("event", e) for e in shape.events(self._new(snapshot, "events"))]
-        if row["status"] != self.status:
-            self.status = row["status"]
+        if rec.status != self.status:
+            self.status = rec.status
             out.append(("status", {"status": self.status}))
-        if self.status == "running" and self.deps is not None:
-            live = {c["agent_id"] for c in snapshot["checkpoints"] if not c["superseded"]}
+        if self.status == Status.RUNNING and self.deps is not None:
+            live = {c.agent_id for c in snapshot.checkpoints if not c.superseded}
             for node, deps in self.deps.items():
                 if node not in live and node not in self.started and all(
                         d in live for d in deps):
                     self.started.add(node)
                     out.append(("agent_started", {"agent_id": node}))
-        if self.status in FINAL:
+        if self.status in TERMINAL:
             self.finished = True
             out.append(("finished", {
-                "status": self.status, "decision": shape.decode(row["decision"]),
-                "failed_agent": row["failed_agent"], "failure_type": row["failure_type"],
-                "error": row["error"]}))
+                "status": self.status, "decision": rec.decision,
+                "failed_agent": rec.failed_agent, "failure_type": rec.failure_type,
+                "error": rec.error}))
         return out
 
 
-async def execution_events(store: Store, execution_id: str, tenant_id: str,
-                           first: dict[str, list[dict[str, Any]]],
+async def execution_events(store: ExecutionStore, execution_id: str, tenant_id: str,
+                           first: ExecutionDetail,
                            deps: dict[str, list[str]] | None, *, poll_s: float,
                            max_s: float) -> AsyncIterator[str]:
     diff = EventDiff(deps)
-    snapshot: dict[str, list[dict[str, Any]]] | None = first
+    snapshot: ExecutionDetail | None = first
     deadline = time.monotonic() + max_s
     quiet_since = time.monotonic()
     while True:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
-from omium.engine.graph import CONSENSUS, WorkflowGraph, prepare
+from omium.engine.graph import WorkflowGraph, prepare
 from omium.errors import FieldProblem, OmiumError, WorkflowValidationError
 from omium.store.base import Store
 
@@ -27,7 +27,6 @@ class PreparedWorkflow:
     plan: WorkflowGraph
     definition: dict[str, Any]  # what is stored with each execution
     default_inputs: Any
-    framework: str  # the metrics label: the agents' framework, or "mixed"
 
     @property
     def deps(self) -> dict[str, list[str]]:
@@ -57,16 +56,11 @@ def validate_definition(definition: dict[str, Any], *, from_client: bool = True
     return plan, plan.workflow.model_dump(mode="json", exclude_none=True)
 
 
-def _framework(plan: WorkflowGraph) -> str:
-    kinds = {a.framework for a in plan.workflow.agents if a.framework != CONSENSUS}
-    return kinds.pop() if len(kinds) == 1 else "mixed"
-
-
 def _prepared(workflow_id: str, plan: WorkflowGraph,
               definition: dict[str, Any]) -> PreparedWorkflow:
     inputs = plan.workflow.inputs
     return PreparedWorkflow(workflow_id, plan.workflow.name, plan, definition,
-                            inputs if inputs is not None else {}, _framework(plan))
+                            inputs if inputs is not None else {})
 
 
 class WorkflowCache:

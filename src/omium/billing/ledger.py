@@ -21,6 +21,9 @@ from omium.errors import InsufficientCreditsError, UnknownTenantError
 from omium.store.base import Store
 from omium.store.records import CreditHold, UsageRecord
 
+# CreditHold too: what ``reserve`` hands a caller, to pass back to a settle or ``release``.
+__all__ = ["CreditHold", "Ledger"]
+
 
 class Ledger:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
@@ -100,6 +103,18 @@ class Ledger:
         if hold is None:
             return await self.store.charge_usage(rec)
         return await self.store.settle_usage(rec, hold)
+
+    async def settle_call(self, hold: CreditHold | None, *, idempotency_key: str,
+                          tenant_id: str, backend: str, model: str, model_type: str,
+                          prompt_tokens: int, completion_tokens: int, cached_tokens: int,
+                          estimated: bool, cost: Decimal, latency_ms: float,
+                          used_fallback: bool, execution_id: str | None,
+                          agent_id: str | None) -> bool:
+        """``settle`` for an LLM call: its usage record, charged ``cost`` (exact dollars)."""
+        return await self.settle(UsageRecord(
+            idempotency_key, tenant_id, backend, model, model_type, prompt_tokens,
+            completion_tokens, dollars_to_nano(cost), latency_ms, cached_tokens, estimated,
+            used_fallback, execution_id, agent_id), hold)
 
     async def release(self, hold: CreditHold) -> None:
         """Give a failed, cancelled or refused call's hold back in full."""

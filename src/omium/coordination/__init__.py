@@ -1,6 +1,6 @@
 """Coordination between agents: the handoff protocol and consensus over parallel results."""
 
 from omium.coordination.consensus import ConsensusResult, decide
-from omium.coordination.handoff import HandoffProtocol, HandoffRecord, HandoffResult
+from omium.coordination.handoff import HandoffProtocol, HandoffResult
 
-__all__ = ["ConsensusResult", "HandoffProtocol", "HandoffRecord", "HandoffResult", "decide"]
+__all__ = ["ConsensusResult", "HandoffProtocol", "HandoffResult", "decide"]

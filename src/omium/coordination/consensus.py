@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from omium.workflow.model import ConsensusSpec
@@ -25,13 +25,10 @@ class ConsensusResult:
     outcome: Outcome  # approved when the rule is met, else on_disagreement's choice
     rule: str = ""
     mean: float | None = None
-    reviewed_by: str | None = field(default=None)
+    reviewed_by: str | None = None  # set on the stored vote once a human decided it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def __getitem__(self, key: str) -> Any:  # the plan's tests read result.consensus["..."]
-        return getattr(self, key)
 
 
 def _key(value: Any) -> str:

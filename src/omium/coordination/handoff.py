@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from omium.agents.base import ACCEPT, Ack, Agent, AgentContext, contained
 from omium.errors import AgentCrashedError, HandoffValidationError
 from omium.schemas import first_error
+from omium.store.records import HandoffRecord
 
 if TYPE_CHECKING:
-    from omium.store.base import Store
+    from omium.store.base import ExecutionStore
 
 
 @dataclass
@@ -34,21 +35,6 @@ class HandoffResult:
         return self.status == "success"
 
 
-@dataclass
-class HandoffRecord:
-    """The stored form of one handoff."""
-
-    execution_id: str
-    from_agent: str
-    to_agents: list[str]
-    status: str
-    acks: dict[str, dict[str, Any]]
-    reason: str | None
-    error: str | None
-    latency_ms: float
-    created_at: float
-
-
 class HandoffProtocol:
     """Hand data from one agent to others with verification.
 
@@ -57,7 +43,7 @@ class HandoffProtocol:
     With a ``store``, every handoff (successful or not) is written as it happens.
     """
 
-    def __init__(self, store: Store | None = None, *, timeout_s: float = 30.0,
+    def __init__(self, store: ExecutionStore | None = None, *, timeout_s: float = 30.0,
                  receivers: Mapping[str, Agent] | None = None) -> None:
         self.store = store
         self.timeout_s = timeout_s

@@ -47,12 +47,11 @@ async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext
 async def run_with_retries(agent: Agent, spec: AgentSpec, inputs: Any, *, execution_id: str,
                            agent_id: str, tenant_id: str, workflow_name: str,
                            on_failed_attempt: OnFailedAttempt, sleep: Sleep = asyncio.sleep,
-                           max_attempts: int | None = None, llm: Any = None
-                           ) -> Success | Failure:
+                           llm: Any = None) -> Success | Failure:
     """Try up to ``retry.max_attempts`` times; every failed attempt is reported (and stored
     by the caller) with its type and error before the backoff."""
     policy = spec.retry
-    attempts = max_attempts or policy.max_attempts
+    attempts = policy.max_attempts
     last: Failure | None = None
     for attempt in range(1, attempts + 1):
         ctx = AgentContext(execution_id, agent_id, attempt, tenant_id, workflow_name, llm)
@@ -62,7 +61,7 @@ async def run_with_retries(agent: Agent, spec: AgentSpec, inputs: Any, *, execut
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            kind = "timeout" if isinstance(err, TimeoutError) else classify(err)
+            kind = classify(err)
             text = (f"no result within {spec.timeout_s:g}s" if kind == "timeout"
                     else describe(err))
             last = Failure(agent_id, kind, text, attempt)

@@ -7,7 +7,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from omium.billing.ledger import Ledger
+from omium.engine._llm import router_for
 from omium.engine.attempts import Sleep
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.result import ExecutionResult
@@ -20,13 +20,10 @@ from omium.errors import (
 )
 from omium.jsonsafe import json_problem
 from omium.schemas import first_error
+from omium.status import Status
 from omium.store import open_store
 from omium.store.base import Store
 from omium.store.records import (
-    AWAITING_REVIEW,
-    FAILED,
-    QUEUED,
-    RUNNING,
     CheckpointRecord,
     ConsensusRecord,
     EventRecord,
@@ -104,12 +101,8 @@ class MultiAgentExecutor:
     def _llm(self, store: Store, plan: WorkflowGraph) -> LLMRouter | None:
         """The router for llm agents: given, or built from the LLM config on first need,
         billing the executor's store."""
-        if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
-            # Imported here: aiohttp costs ~90 ms of start-up that python-only runs skip.
-            from omium.llm.config import load_config
-            from omium.llm.router import LLMRouter
-
-            self._router = LLMRouter(load_config(), ledger=Ledger(store))
+        if self._router is None:
+            self._router = router_for(plan, store)
         return self._router
 
     def _run(self, store: Store, plan: WorkflowGraph, rec: ExecutionRecord) -> Run:
@@ -135,7 +128,7 @@ class MultiAgentExecutor:
         definition = plan.workflow.model_dump(mode="json", exclude_none=True)
         workflow_id = await store.put_workflow(plan.workflow.name, definition, self.tenant_id)
         rec, created = await store.create_execution(ExecutionRecord(
-            execution_id, plan.workflow.name, definition, inputs, status=RUNNING,
+            execution_id, plan.workflow.name, definition, inputs, status=Status.RUNNING,
             tenant_id=self.tenant_id, workflow_id=workflow_id))
         if not created:
             if rec.tenant_id != self.tenant_id:  # another tenant's id: it does not exist
@@ -162,12 +155,12 @@ class MultiAgentExecutor:
         store = await self.store()
         rec = await self._record(execution_id, tenant_id)
         if not drive:
-            if rec.status == FAILED:
+            if rec.status == Status.FAILED:
                 # Of concurrent resumes one requeues it (and records "resumed"); the others
                 # write nothing and report the status it has now.
                 await store.update_execution(
-                    execution_id, status="queued", expect_status=[FAILED], events=[
-                        EventRecord(execution_id, "resumed", None, {"from_status": FAILED},
+                    execution_id, status=Status.QUEUED, expect_status=[Status.FAILED], events=[
+                        EventRecord(execution_id, "resumed", None, {"from_status": Status.FAILED},
                                     time.time())],
                     failed_agent=None, failure_type=None, error=None, finished_at=None,
                     # An old cancel request must not stop the new run; a fixed poison
@@ -175,9 +168,9 @@ class MultiAgentExecutor:
                     cancel_requested=0, recoveries=0)
                 rec = await self._record(execution_id)
             return result_from_record(rec)
-        if rec.status not in (RUNNING, FAILED, "queued"):
+        if rec.status not in (Status.RUNNING, Status.FAILED, Status.QUEUED):
             return result_from_record(rec)
-        if rec.status == RUNNING and rec.lease_expires_at is not None:
+        if rec.status == Status.RUNNING and rec.lease_expires_at is not None:
             # Workers own it: a live one is running it, or one will reclaim it once the lease
             # expires. Driving it here too would run its agents twice, unfenced.
             raise ExecutionStateError(f"execution {execution_id} is run by workers (lease "
@@ -186,16 +179,16 @@ class MultiAgentExecutor:
         plan = prepare(rec.definition)
         events = [EventRecord(execution_id, "resumed", None, {"from_status": rec.status},
                               time.time())]
-        if rec.status == RUNNING:
+        if rec.status == Status.RUNNING:
             # The process that ran it died mid-flight (we are only called after that).
             events.append(EventRecord(execution_id, "failure_detected", None,
                                       {"failure_type": "worker_lost"}, time.time()))
-        if not await store.update_execution(execution_id, status=RUNNING,
+        if not await store.update_execution(execution_id, status=Status.RUNNING,
                                             expect_status=[rec.status], events=events,
                                             failed_agent=None, failure_type=None, error=None,
                                             finished_at=None, recoveries=0):
             raise ExecutionStateError(f"execution {execution_id} changed while resuming")
-        rec.status = RUNNING
+        rec.status = Status.RUNNING
         return await self._run(store, plan, rec).drive()
 
     async def review(self, execution_id: str, decision: str, *, reviewer: str | None = None,
@@ -210,7 +203,7 @@ class MultiAgentExecutor:
             raise ValueError(f"decision must be one of {REVIEW_DECISIONS}, got {decision!r}")
         store = await self.store()
         rec = await self._record(execution_id, tenant_id)
-        if rec.status != AWAITING_REVIEW:
+        if rec.status != Status.AWAITING_REVIEW:
             raise ExecutionStateError(f"execution {execution_id} is {rec.status}, "
                                       "not awaiting_review")
         plan = prepare(rec.definition)
@@ -220,11 +213,11 @@ class MultiAgentExecutor:
         vote: CheckpointRecord | None = None
         fields: dict[str, Any]
         if decision == "reject" and rec.failed_agent is not None:
-            status, fields = FAILED, {"error": f"rejected in review: {rec.error}",
+            status, fields = Status.FAILED, {"error": f"rejected in review: {rec.error}",
                                       "finished_at": now}
         else:
             # The service hands the rest to a worker (queued); the CLI continues right here.
-            status = RUNNING if drive else QUEUED
+            status = Status.RUNNING if drive else Status.QUEUED
             fields = {"failed_agent": None, "failure_type": None, "error": None}
             waiting = [c for c in await store.get_consensus(execution_id)
                        if c.outcome == "manual_review" and c.reviewed_decision is None]
@@ -240,9 +233,9 @@ class MultiAgentExecutor:
             current = await self._record(execution_id)
             raise ExecutionStateError(f"execution {execution_id} is {current.status}, "
                                       "not awaiting_review (reviewed or cancelled meanwhile)")
-        if status == FAILED or not drive:
+        if status == Status.FAILED or not drive:
             return result_from_record(await self._record(execution_id))
-        rec.status = RUNNING
+        rec.status = Status.RUNNING
         return await self._run(store, plan, rec).drive()
 
 

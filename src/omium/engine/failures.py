@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from omium.errors import AgentCrashedError, AgentError, HandoffValidationError
 
@@ -20,7 +19,6 @@ class Failure:
     error: str
     attempts: int = 0
     strategy: str = "retry"
-    data: Any = None  # e.g. the reply that did not validate
 
     def __str__(self) -> str:
         return f"{self.agent_id}: {self.failure_type}: {self.error}"

@@ -7,6 +7,7 @@ consensus node; dag: as written. Fallback agents stand aside and run only in pla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from omium.agents.base import Agent
@@ -48,6 +49,16 @@ class WorkflowGraph:
     def sinks(self) -> list[Node]:
         return [n for n in self.nodes.values() if not n.dependents]
 
+    @cached_property
+    def frameworks(self) -> frozenset[str]:
+        """The kinds of agent it runs, fallbacks included (a vote is not an agent)."""
+        return frozenset(a.framework for a in self.workflow.agents if a.framework != CONSENSUS)
+
+    @property
+    def framework(self) -> str:
+        """The metrics label: the one framework of its agents, or "mixed"."""
+        return next(iter(self.frameworks)) if len(self.frameworks) == 1 else "mixed"
+
     def is_fatal(self, node_id: str) -> bool:
         """A failure is fatal unless every node waiting on it is a vote (it abstains there)."""
         node = self.nodes[node_id]
@@ -74,7 +85,7 @@ def _agent_problems(defn: WorkflowDef) -> list[FieldProblem]:
     return problems
 
 
-def _topological(defn: WorkflowDef, deps: dict[str, list[str]]) -> list[str]:
+def _topological(deps: dict[str, list[str]]) -> list[str]:
     order: list[str] = []
     placed: set[str] = set()
     remaining = [a for a in deps]
@@ -108,7 +119,7 @@ def prepare(workflow: WorkflowDef | dict[str, Any], *, source: str | None = None
         deps[PARALLEL_VOTE] = [a.id for a in main]
     specs = {a.id: a for a in defn.agents}
     nodes: dict[str, Node] = {}
-    for index, node_id in enumerate(_topological(defn, deps)):
+    for index, node_id in enumerate(_topological(deps)):
         spec = specs.get(node_id)
         if spec is None or spec.framework == CONSENSUS:
             vote = (spec.consensus if spec else defn.consensus) or ConsensusSpec()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from omium.status import Status
+
 
 @dataclass
 class ExecutionResult:
     execution_id: str
-    status: str  # queued | running | completed | failed | awaiting_review | cancelled
+    status: str  # one of omium.status.STATUSES
     results: dict[str, Any] = field(default_factory=dict)  # agent id -> output
     consensus: dict[str, Any] | None = None  # with "agreement_level", "decision", "outcome"
     decision: Any = None
@@ -23,7 +25,7 @@ class ExecutionResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "completed"
+        return self.status == Status.COMPLETED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from omium import metrics
 from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
-from omium.billing.ledger import Ledger
+from omium.engine._llm import router_for
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.run import Run
 from omium.errors import StaleLeaseError, WorkflowValidationError
+from omium.status import Status
 from omium.store.base import Store
-from omium.store.records import CANCELLED, FAILED, RUNNING, EventRecord, ExecutionRecord
+from omium.store.records import EventRecord, ExecutionRecord
 
 if TYPE_CHECKING:
     from omium.llm.router import LLMRouter
@@ -152,11 +153,8 @@ class Worker:
         return plan
 
     def _llm(self, plan: WorkflowGraph) -> LLMRouter | None:
-        if self._router is None and any(a.framework == "llm" for a in plan.workflow.agents):
-            from omium.llm.config import load_config
-            from omium.llm.router import LLMRouter
-
-            self._router = LLMRouter(load_config(), ledger=Ledger(self.store))
+        if self._router is None:
+            self._router = router_for(plan, self.store)
         return self._router
 
     async def _execute(self, rec: ExecutionRecord, reclaimed: bool) -> None:
@@ -191,14 +189,14 @@ class Worker:
             log.warning("execution %s refused: %s", rec.id, err)
             with contextlib.suppress(Exception):
                 await self.store.update_execution(
-                    rec.id, status=FAILED, epoch=epoch, error=str(err),
+                    rec.id, status=Status.FAILED, epoch=epoch, error=str(err),
                     failure_type="validation_error", finished_at=time.time(), lease_owner=None,
                     lease_expires_at=None)
         except Exception as err:  # a bug or a broken definition: fail it, do not loop on it
             log.exception("execution %s failed in the worker", rec.id)
             with contextlib.suppress(Exception):
                 await self.store.update_execution(
-                    rec.id, status=FAILED, epoch=epoch, error=f"worker error: {err!r}",
+                    rec.id, status=Status.FAILED, epoch=epoch, error=f"worker error: {err!r}",
                     failure_type="exception", finished_at=time.time(), lease_owner=None,
                     lease_expires_at=None)
         else:
@@ -220,8 +218,8 @@ class Worker:
             "failure_type": "max_recoveries_exceeded", "recoveries": rec.recoveries,
             "max_recoveries": limit, "agents": in_flight}, time.time()))
         await self.store.update_execution(
-            rec.id, status=FAILED, epoch=epoch, expect_status=[RUNNING], events=events,
-            failure_type="max_recoveries_exceeded", error=error,
+            rec.id, status=Status.FAILED, epoch=epoch, expect_status=[Status.RUNNING],
+            events=events, failure_type="max_recoveries_exceeded", error=error,
             failed_agent=in_flight[0] if len(in_flight) == 1 else None,
             finished_at=time.time(), lease_owner=None, lease_expires_at=None)
 
@@ -262,7 +260,7 @@ class Worker:
                 if not ours:
                     raise StaleLeaseError(f"execution {rec.id}: lease lost")
                 await self.store.update_execution(
-                    rec.id, status=CANCELLED, epoch=epoch, finished_at=time.time(),
+                    rec.id, status=Status.CANCELLED, epoch=epoch, finished_at=time.time(),
                     lease_owner=None, lease_expires_at=None, events=[EventRecord(
                         rec.id, "cancelled", None, {"worker": self.id}, time.time())])
                 return

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from omium.errors import LLMConfigError
 
 THOUSAND = Decimal(1000)
-CREDIT = Decimal("0.01")  # 1 credit = $0.01
 
 
 class ModelPrice(BaseModel):
@@ -81,7 +80,3 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-def to_credits(dollars: Decimal) -> Decimal:
-    return dollars / CREDIT

@@ -24,10 +24,7 @@ from omium.llm.pricing import ModelPrice, Usage
 from omium.llm.tokens import count_messages, count_tokens
 
 if TYPE_CHECKING:
-    from omium.billing.ledger import Ledger
-
-from omium.billing.money import dollars_to_nano
-from omium.store.records import CreditHold, UsageRecord
+    from omium.billing.ledger import CreditHold, Ledger
 
 # Added to a call's timeouts for how long its hold on the balance lives (see billing.ledger):
 # time queued for a connection, and streams that keep the socket busy past one read timeout.
@@ -259,11 +256,13 @@ class LLMRouter:
             # Shielded: tokens were spent, so a timeout or cancel of the caller must not roll
             # the charge back half-way (PostgreSQL would abandon the transaction). With a hold,
             # the same transaction gives back what was held beyond the cost.
-            result.billed = await asyncio.shield(self.ledger.settle(UsageRecord(
-                idempotency_key, tenant_id, backend.name, model, backend.cfg.kind,
-                usage.prompt_tokens, usage.completion_tokens, dollars_to_nano(cost),
-                result.latency_ms, usage.cached_tokens, usage.estimated, fallback,
-                execution_id, agent_id), hold))
+            result.billed = await asyncio.shield(self.ledger.settle_call(
+                hold, idempotency_key=idempotency_key, tenant_id=tenant_id,
+                backend=backend.name, model=model, model_type=backend.cfg.kind,
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens, estimated=usage.estimated, cost=cost,
+                latency_ms=result.latency_ms, used_fallback=fallback,
+                execution_id=execution_id, agent_id=agent_id))
         return result
 
 

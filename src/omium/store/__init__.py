@@ -1,4 +1,5 @@
-"""Storage: one interface, SQLite (default) and PostgreSQL, selected by URL."""
+"""Storage: protocols by concern (``Store`` is all of them), on SQLite (default) or
+PostgreSQL, selected by URL."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ from pathlib import Path
 
 from omium.store._postgres import PostgresDriver
 from omium.store._sqlite import SQLiteDriver
-from omium.store.base import Store
+from omium.store.base import (
+    BillingStore,
+    ExecutionStore,
+    LeaseStore,
+    Store,
+    TenantStore,
+    WorkerStore,
+)
 from omium.store.records import (
-    STATUSES,
     CheckpointRecord,
     ConsensusRecord,
     EventRecord,
     ExecutionRecord,
+    HandoffRecord,
 )
 from omium.store.sql_store import SqlStore
 
@@ -50,14 +58,19 @@ def open_store(url: str | None = None) -> Store:
 
 __all__ = [
     "DEFAULT_URL",
-    "STATUSES",
     "URL_ENV",
+    "BillingStore",
     "CheckpointRecord",
     "ConsensusRecord",
     "EventRecord",
     "ExecutionRecord",
+    "ExecutionStore",
+    "HandoffRecord",
+    "LeaseStore",
     "SqlStore",
     "Store",
+    "TenantStore",
+    "WorkerStore",
     "database_url",
     "open_store",
 ]

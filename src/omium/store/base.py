@@ -1,49 +1,45 @@
-"""The one storage interface; SQLite and PostgreSQL implement it with the same SQL."""
+"""The storage interface, one protocol per concern; ``Store`` is their union.
+
+Callers ask for the narrowest protocol they use (the ledger a ``BillingStore``, a run an
+``ExecutionStore``), so what each part of Omium may do to the database reads off its type
+hints. ``SqlStore`` implements all of them with the same SQL on SQLite and PostgreSQL.
+
+Rows come out typed (``omium.store.records``): JSON columns decoded, flags as ``bool``, nano
+amounts and counts as ``int`` on both backends.
+
+Writes that take ``epoch`` are fenced: with an epoch they succeed only while the execution
+still has that lease epoch, else they raise ``StaleLeaseError`` and write nothing.
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from omium.store.records import (
     ApiKeyRecord,
     CheckpointRecord,
     ConsensusRecord,
     CreditHold,
+    DetailPart,
+    DetailRow,
     EventRecord,
+    ExecutionDetail,
     ExecutionRecord,
+    HandoffRecord,
+    LLMFailureCount,
+    SchemaRevision,
     TenantRecord,
     UsageRecord,
+    UsageSummary,
     WorkflowRecord,
 )
 
-if TYPE_CHECKING:
-    from omium.coordination.handoff import HandoffRecord
 
-
-class Store(ABC):
-    """Durable state of workflows and executions. All methods are coroutine-safe.
-
-    Writes that take ``epoch`` are fenced: with an epoch they succeed only while the execution
-    still has that lease epoch, else they raise ``StaleLeaseError`` and write nothing.
-    """
-
-    url: str
-
-    @abstractmethod
-    async def connect(self) -> None:
-        """Open connections and bring the schema to the current migration."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> Store:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+class ExecutionStore(Protocol):
+    """Workflows and executions and what happened in them: checkpoints, handoffs, events,
+    votes and reviews, the LLM usage they incurred, and the API's one-hop detail."""
 
     # -- workflows
     @abstractmethod
@@ -53,6 +49,17 @@ class Store(ABC):
 
     @abstractmethod
     async def get_workflow(self, workflow_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def get_workflow_record(self, workflow_id: str,
+                                  tenant_id: str | None = None) -> WorkflowRecord | None:
+        """None as well if ``tenant_id`` is given and the workflow is another tenant's."""
+
+    @abstractmethod
+    async def list_workflows(self, tenant_id: str, *, limit: int = 50,
+                             before: tuple[float, str] | None = None
+                             ) -> list[WorkflowRecord]:
+        """Newest first; ``before`` = (created_at, id) of the last row seen (keyset)."""
 
     # -- executions
     @abstractmethod
@@ -72,12 +79,16 @@ class Store(ABC):
         """Newest first; ``before`` = (created_at, id) of the last row seen (keyset)."""
 
     @abstractmethod
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> str | None:
+        """The id of the tenant's execution submitted with ``key``, if any."""
+
+    @abstractmethod
     async def update_execution(self, execution_id: str, *, status: str,
                                expect_status: Sequence[str] | None = None,
                                events: Sequence[EventRecord] = (), epoch: int | None = None,
                                **fields: Any) -> bool:
-        """Set status (and decision/result/error/failed_agent/failure_type/finished_at) with
-        ``events`` in one transaction; with ``expect_status`` only from those statuses.
+        """Set status (and decision/result/error/failed_agent/failure_type/finished_at...)
+        with ``events`` in one transaction; with ``expect_status`` only from those statuses.
         Returns whether the row changed; if it did not, nothing (no event) was written."""
 
     @abstractmethod
@@ -89,6 +100,12 @@ class Store(ABC):
         node's waiting vote reviewed with ``decision`` and save ``vote`` (that node's
         checkpoint). False if it no longer awaits review (or the vote was reviewed): then
         nothing was written."""
+
+    @abstractmethod
+    async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None:
+        """Cancel now ("cancelled", with a ``cancelled`` event) or flag a worker's run
+        ("cancelling"); None if it is not this tenant's. ``ExecutionStateError`` if it has
+        ended (completed or cancelled)."""
 
     # -- checkpoints, handoffs, events, consensus
     @abstractmethod
@@ -107,14 +124,15 @@ class Store(ABC):
     @abstractmethod
     async def supersede_checkpoints(self, execution_id: str, agent_ids: Sequence[str],
                                     events: Sequence[EventRecord] = (),
-                                    epoch: int | None = None) -> int: ...
+                                    epoch: int | None = None) -> int:
+        """Mark the agents' live checkpoints superseded (a rollback); returns how many."""
 
     @abstractmethod
     async def add_handoffs(self, records: Sequence[HandoffRecord],
                            epoch: int | None = None) -> None: ...
 
     @abstractmethod
-    async def get_handoffs(self, execution_id: str) -> list[dict[str, Any]]: ...
+    async def get_handoffs(self, execution_id: str) -> list[HandoffRecord]: ...
 
     @abstractmethod
     async def add_events(self, events: Sequence[EventRecord],
@@ -134,24 +152,43 @@ class Store(ABC):
     async def review_consensus(self, execution_id: str, node_id: str, decision: str) -> bool:
         """Record a human decision on a consensus awaiting review; False if none awaits."""
 
-    # -- billing (tenants, balances in nano-dollars, usage records)
+    @abstractmethod
+    async def usage_records(self, *, tenant_id: str | None = None,
+                            execution_id: str | None = None) -> list[UsageRecord]:
+        """The LLM calls billed (``BillingStore`` writes them), oldest first."""
+
+    # -- what the API reads of one execution
+    @abstractmethod
+    async def execution_detail(self, execution_id: str, tenant_id: str, *,
+                               limit: int | None = None) -> ExecutionDetail | None:
+        """The execution and each of its lists in one round trip; None if it is not this
+        tenant's. With ``limit``, the first rows of each list and ``totals``."""
+
+    @abstractmethod
+    async def execution_rows(self, execution_id: str, tenant_id: str, part: DetailPart, *,
+                             after: int = 0, limit: int = 100) -> list[DetailRow] | None:
+        """A page of one list of ``execution_detail``, oldest first: the records whose ``id``
+        is above ``after``. None if the execution is not this tenant's."""
+
+
+class BillingStore(Protocol):
+    """Tenants' balances in nano-dollars, credit holds, usage records, backend failures."""
+
     @abstractmethod
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None: ...
 
     @abstractmethod
-    async def create_tenant(self, tenant_id: str, name: str | None = None, *,
-                            limited: bool = True) -> bool: ...
-
-    @abstractmethod
-    async def add_credits(self, tenant_id: str, nano: int) -> int: ...
-
-    @abstractmethod
-    async def charge_usage(self, rec: UsageRecord) -> bool:
-        """Record usage and lower the balance atomically; False if the key was charged."""
+    async def add_credits(self, tenant_id: str, nano: int) -> int:
+        """Add (or, negative, remove) nano-dollars, creating a limited tenant if missing;
+        returns the new balance."""
 
     @abstractmethod
     async def set_overdraft(self, tenant_id: str, nano: int) -> bool:
         """How far below zero holds may take a limited tenant; False if no such tenant."""
+
+    @abstractmethod
+    async def charge_usage(self, rec: UsageRecord) -> bool:
+        """Record usage and lower the balance atomically; False if the key was charged."""
 
     # -- credit holds: a call's estimate reserved before it is sent (see billing.ledger)
     @abstractmethod
@@ -176,22 +213,32 @@ class Store(ABC):
     @abstractmethod
     async def credit_holds(self, tenant_id: str) -> list[CreditHold]: ...
 
-    @abstractmethod
-    async def usage_records(self, *, tenant_id: str | None = None,
-                            execution_id: str | None = None) -> list[UsageRecord]: ...
-
+    # -- reports
     @abstractmethod
     async def usage_summary(self, *, tenant_id: str | None = None,
-                            since_day: str | None = None) -> list[dict[str, Any]]: ...
+                            since_day: str | None = None) -> list[UsageSummary]:
+        """Calls, tokens and cost by tenant, day and model."""
 
     @abstractmethod
     async def add_llm_failure(self, backend: str, kind: str, error: str,
                               tenant_id: str | None) -> None: ...
 
     @abstractmethod
-    async def llm_failures(self, *, since: float = 0.0) -> list[dict[str, Any]]: ...
+    async def llm_failures(self, *, since: float = 0.0) -> list[LLMFailureCount]:
+        """Failures recorded at or after ``since``, counted by backend and kind."""
 
-    # -- the service: keys, workflows by tenant, leases, workers
+
+class TenantStore(Protocol):
+    """Creating and listing tenants, and their API keys (stored as hashes)."""
+
+    @abstractmethod
+    async def create_tenant(self, tenant_id: str, name: str | None = None, *,
+                            limited: bool = True) -> bool:
+        """False (nothing written) if the id exists."""
+
+    @abstractmethod
+    async def list_tenants(self) -> list[TenantRecord]: ...
+
     @abstractmethod
     async def create_api_key(self, key_hash: str, prefix: str, tenant_id: str | None, *,
                              admin: bool = False) -> None: ...
@@ -200,52 +247,27 @@ class Store(ABC):
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
 
     @abstractmethod
-    async def revoke_api_key(self, key_hash: str) -> bool: ...
+    async def revoke_api_key(self, key_hash: str) -> bool:
+        """False if the key is unknown or revoked already."""
 
-    @abstractmethod
-    async def list_tenants(self) -> list[TenantRecord]: ...
 
-    @abstractmethod
-    async def get_workflow_record(self, workflow_id: str,
-                                  tenant_id: str | None = None) -> WorkflowRecord | None: ...
-
-    @abstractmethod
-    async def list_workflows(self, tenant_id: str, *, limit: int = 50,
-                             before: tuple[float, str] | None = None
-                             ) -> list[WorkflowRecord]: ...
-
-    @abstractmethod
-    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> str | None: ...
-
-    @abstractmethod
-    async def execution_detail(self, execution_id: str, tenant_id: str, *,
-                               limit: int | None = None
-                               ) -> dict[str, list[dict[str, Any]]] | None:
-        """Rows of the execution and of each of its lists; with ``limit``, the first rows of
-        each list and a ``totals`` row."""
-
-    @abstractmethod
-    async def execution_rows(self, execution_id: str, tenant_id: str, part: str, *,
-                             after: int = 0, limit: int = 100
-                             ) -> list[dict[str, Any]] | None:
-        """A page of one list of ``execution_detail``, after the row ``row_id`` ``after``."""
-
-    @abstractmethod
-    async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None:
-        """Cancel now ("cancelled", with a ``cancelled`` event) or flag a worker's run
-        ("cancelling"); None if it is not this tenant's. ``ExecutionStateError`` if it has
-        ended (completed or cancelled)."""
+class LeaseStore(Protocol):
+    """Workers' claims on queued executions, their leases, and the workers themselves."""
 
     @abstractmethod
     async def claim_execution(self, worker_id: str, lease_s: float, *, suspects: bool = True
-                              ) -> tuple[ExecutionRecord, bool] | None: ...
+                              ) -> tuple[ExecutionRecord, bool] | None:
+        """Take the oldest claimable execution: (it with its new lease epoch, whether it was
+        reclaimed from a lost worker); None if there is none."""
 
     @abstractmethod
     async def renew_lease(self, execution_id: str, epoch: int,
-                          lease_s: float) -> tuple[bool, bool]: ...
+                          lease_s: float) -> tuple[bool, bool]:
+        """(still ours, cancel requested)."""
 
     @abstractmethod
-    async def release_lease(self, execution_id: str, epoch: int) -> bool: ...
+    async def release_lease(self, execution_id: str, epoch: int) -> bool:
+        """Give an unfinished execution back to the queue; False if it is no longer ours."""
 
     @abstractmethod
     async def queue_depth(self) -> int: ...
@@ -258,4 +280,35 @@ class Store(ABC):
     async def worker_stopped(self, worker_id: str) -> None: ...
 
     @abstractmethod
-    async def live_workers(self, within_s: float) -> int: ...
+    async def live_workers(self, within_s: float) -> int:
+        """Workers not stopped whose last heartbeat is at most ``within_s`` old."""
+
+
+class WorkerStore(ExecutionStore, LeaseStore, BillingStore, Protocol):
+    """What a worker uses: it claims executions, runs them, and bills their LLM calls."""
+
+
+class Store(ExecutionStore, BillingStore, TenantStore, LeaseStore, Protocol):
+    """Every concern, and the connection: what ``open_store`` returns. All methods are
+    coroutine-safe."""
+
+    url: str
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections and bring the schema to the current migration."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def schema_revision(self) -> SchemaRevision:
+        """The database's migration revision and the one this code expects."""
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+

@@ -1,5 +1,4 @@
-"""The billing half of the SQL store: tenants, balances, credit holds, usage records, backend
-failures.
+"""``BillingStore`` in SQL: balances, credit holds, usage records, backend failures.
 
 Credit holds: every statement that deletes a hold comes first in its transaction and is
 required to delete it (``require=[0]``), so of a settle, a release and an expiry racing for one
@@ -16,7 +15,14 @@ from typing import Any
 
 from omium.errors import UnknownTenantError
 from omium.store._driver import ConflictError, Driver, NoRowsError, Statement, equals
-from omium.store.records import CreditHold, TenantRecord, UsageRecord
+from omium.store._rows import HOLD, LLM_FAILURES, TENANT, USAGE_SUMMARY
+from omium.store.records import (
+    CreditHold,
+    LLMFailureCount,
+    TenantRecord,
+    UsageRecord,
+    UsageSummary,
+)
 
 _USAGE_COLS = ("idempotency_key", "tenant_id", "backend", "model", "model_type",
                "prompt_tokens", "completion_tokens", "cost_nano", "latency_ms", "cached_tokens",
@@ -40,30 +46,20 @@ def _usage_insert(rec: UsageRecord) -> tuple[Statement, dict[str, Any]]:
             "ON CONFLICT (idempotency_key) DO NOTHING", params), params
 
 
+_HOLDS = f"SELECT {HOLD.columns} FROM credit_holds"
+
+
 class BillingSql:
-    driver: Driver
+    _driver: Driver
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        row = await self.driver.fetchone(
-            "SELECT id, name, balance_nano, limited, created_at, overdraft_nano FROM tenants "
-            "WHERE id = :id",
-            {"id": tenant_id})
-        if row is None:
-            return None
-        row["limited"] = bool(row["limited"])
-        return TenantRecord(**row)
-
-    async def create_tenant(self, tenant_id: str, name: str | None = None, *,
-                            limited: bool = True) -> bool:
-        return bool(await self.driver.execute(
-            "INSERT INTO tenants (id, name, balance_nano, limited, created_at) VALUES "
-            "(:id, :name, 0, :limited, :ts) ON CONFLICT (id) DO NOTHING",
-            {"id": tenant_id, "name": name or tenant_id, "limited": int(limited),
-             "ts": time.time()}))
+        row = await self._driver.fetchone(f"SELECT {TENANT.columns} FROM tenants WHERE id = :id",
+                                          {"id": tenant_id})
+        return None if row is None else TENANT.decode(row)
 
     async def add_credits(self, tenant_id: str, nano: int) -> int:
         """Add (or, negative, remove) nano-dollars; creates a limited tenant if missing."""
-        await self.driver.batch([
+        await self._driver.batch([
             ("INSERT INTO tenants (id, name, balance_nano, limited, created_at) VALUES "
              "(:id, :id, 0, 1, :ts) ON CONFLICT (id) DO NOTHING",
              {"id": tenant_id, "ts": time.time()}),
@@ -74,7 +70,7 @@ class BillingSql:
         return tenant.balance_nano
 
     async def set_overdraft(self, tenant_id: str, nano: int) -> bool:
-        return bool(await self.driver.execute(
+        return bool(await self._driver.execute(
             "UPDATE tenants SET overdraft_nano = :n WHERE id = :id", {"id": tenant_id, "n": nano}))
 
     async def charge_usage(self, rec: UsageRecord) -> bool:
@@ -86,7 +82,7 @@ class BillingSql:
         """
         insert, params = _usage_insert(rec)
         try:
-            counts = await self.driver.batch([insert, (
+            counts = await self._driver.batch([insert, (
                 "UPDATE tenants SET balance_nano = balance_nano - :cost_nano WHERE id = "
                 ":tenant_id AND EXISTS (SELECT 1 FROM usage_records WHERE idempotency_key = "
                 ":idempotency_key AND charge_id = :charge_id)", params)])
@@ -101,7 +97,7 @@ class BillingSql:
         balance cannot cover it, or the tenant is unlimited or unknown."""
         params = asdict(hold)
         try:
-            await self.driver.batch([
+            await self._driver.batch([
                 # One conditional statement: concurrent reserves queue on the tenant's row and
                 # each re-checks the balance the previous one left.
                 ("UPDATE tenants SET balance_nano = balance_nano - :amount_nano WHERE id = "
@@ -121,7 +117,7 @@ class BillingSql:
         insert, params = _usage_insert(rec)
         params["hold_id"], params["held"] = hold.id, hold.amount_nano
         try:
-            counts = await self.driver.batch([
+            counts = await self._driver.batch([
                 ("DELETE FROM credit_holds WHERE id = :hold_id", params), insert,
                 # A duplicate key inserts nothing: the hold is given back, nothing is charged.
                 ("UPDATE tenants SET balance_nano = balance_nano + :held - COALESCE((SELECT "
@@ -136,7 +132,7 @@ class BillingSql:
     async def release_hold(self, hold: CreditHold) -> bool:
         """Give a hold back; False if it was settled or released already."""
         try:
-            await self.driver.batch([
+            await self._driver.batch([
                 ("DELETE FROM credit_holds WHERE id = :id", {"id": hold.id}),
                 ("UPDATE tenants SET balance_nano = balance_nano + :n WHERE id = :t",
                  {"n": hold.amount_nano, "t": hold.tenant_id})], require=[0])
@@ -149,51 +145,38 @@ class BillingSql:
         returns how many this call released."""
         where, params = equals(tenant_id=tenant_id)
         params["now"] = now
-        rows = await self.driver.fetchall(
-            "SELECT id, tenant_id, amount_nano, created_at, expires_at FROM credit_holds "
-            f"WHERE expires_at < :now AND {where}", params)
+        rows = await self._driver.fetchall(f"{_HOLDS} WHERE expires_at < :now AND {where}",
+                                           params)
         # One transaction each: a hold settled meanwhile is skipped, not given back twice.
-        return sum([await self.release_hold(CreditHold(**r)) for r in rows])
+        return sum([await self.release_hold(hold) for hold in HOLD.decode_all(rows)])
 
     async def credit_holds(self, tenant_id: str) -> list[CreditHold]:
-        rows = await self.driver.fetchall(
-            "SELECT id, tenant_id, amount_nano, created_at, expires_at FROM credit_holds "
-            "WHERE tenant_id = :t ORDER BY created_at, id", {"t": tenant_id})
-        return [CreditHold(**r) for r in rows]
-
-    async def usage_records(self, *, tenant_id: str | None = None,
-                            execution_id: str | None = None) -> list[UsageRecord]:
-        where, params = equals(tenant_id=tenant_id, execution_id=execution_id)
-        rows = await self.driver.fetchall(
-            f"SELECT id, {', '.join(_USAGE_COLS)} FROM usage_records WHERE {where} ORDER BY id",
-            params)
-        for r in rows:
-            r["estimated"], r["used_fallback"] = bool(r["estimated"]), bool(r["used_fallback"])
-        return [UsageRecord(**r) for r in rows]
+        return HOLD.decode_all(await self._driver.fetchall(
+            f"{_HOLDS} WHERE tenant_id = :t ORDER BY created_at, id", {"t": tenant_id}))
 
     async def usage_summary(self, *, tenant_id: str | None = None,
-                            since_day: str | None = None) -> list[dict[str, Any]]:
+                            since_day: str | None = None) -> list[UsageSummary]:
         """Tokens, cost and calls by tenant, day and model (backed by (tenant_id, day))."""
         where, params = equals(tenant_id=tenant_id)
         if since_day is not None:
             where += " AND day >= :d"
             params["d"] = since_day
-        return await self.driver.fetchall(
+        return USAGE_SUMMARY.decode_all(await self._driver.fetchall(
             "SELECT tenant_id, day, model, model_type, COUNT(*) AS calls, "
             "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
             "SUM(cost_nano) AS cost_nano, SUM(used_fallback) AS fallbacks, "
             "SUM(estimated) AS estimated FROM usage_records "
             f"WHERE {where} GROUP BY tenant_id, day, model, model_type "
-            "ORDER BY day, tenant_id, model", params)
+            "ORDER BY day, tenant_id, model", params))
 
     async def add_llm_failure(self, backend: str, kind: str, error: str,
                               tenant_id: str | None) -> None:
-        await self.driver.execute(
+        await self._driver.execute(
             "INSERT INTO llm_failures (ts, backend, kind, error, tenant_id) "
             "VALUES (:ts, :b, :k, :e, :t)",
             {"ts": time.time(), "b": backend, "k": kind, "e": error[:2000], "t": tenant_id})
 
-    async def llm_failures(self, *, since: float = 0.0) -> list[dict[str, Any]]:
-        return await self.driver.fetchall(
+    async def llm_failures(self, *, since: float = 0.0) -> list[LLMFailureCount]:
+        return LLM_FAILURES.decode_all(await self._driver.fetchall(
             "SELECT backend, kind, COUNT(*) AS n, MAX(ts) AS last_ts FROM llm_failures "
-            "WHERE ts >= :s GROUP BY backend, kind ORDER BY backend, kind", {"s": since})
+            "WHERE ts >= :s GROUP BY backend, kind ORDER BY backend, kind", {"s": since}))

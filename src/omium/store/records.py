@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-# Execution statuses; "terminal" ones never change again except through review/resume rules.
-QUEUED, RUNNING, COMPLETED, FAILED, AWAITING_REVIEW, CANCELLED = (
-    "queued", "running", "completed", "failed", "awaiting_review", "cancelled")
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, AWAITING_REVIEW, CANCELLED)
+from omium.status import Status
 
 
 @dataclass
@@ -17,7 +14,7 @@ class ExecutionRecord:
     workflow_name: str
     definition: dict[str, Any]
     inputs: Any
-    status: str = QUEUED
+    status: str = Status.QUEUED
     tenant_id: str = "local"
     workflow_id: str | None = None
     decision: Any = None
@@ -76,6 +73,23 @@ class ConsensusRecord:
     created_at: float = 0.0
     reviewed_decision: str | None = None
     reviewed_at: float | None = None
+    id: int | None = None
+
+
+@dataclass
+class HandoffRecord:
+    """The stored form of one handoff (``coordination.handoff`` makes them)."""
+
+    execution_id: str
+    from_agent: str
+    to_agents: list[str]
+    status: str
+    acks: dict[str, dict[str, Any]]
+    reason: str | None
+    error: str | None
+    latency_ms: float
+    created_at: float
+    id: int | None = None
 
 
 @dataclass
@@ -140,3 +154,71 @@ class WorkflowRecord:
     tenant_id: str
     definition: dict[str, Any]
     created_at: float
+
+
+@dataclass
+class UsageSummary:
+    """Calls, tokens and cost of one tenant's calls to one model on one day."""
+
+    tenant_id: str
+    day: str
+    model: str
+    model_type: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nano: int
+    fallbacks: int
+    estimated: int
+
+
+@dataclass
+class LLMFailureCount:
+    backend: str  # "*": every backend failed a call
+    kind: str
+    n: int
+    last_ts: float
+
+
+@dataclass
+class DetailTotals:
+    """Every row of each of an execution's lists counted, and all its usage summed."""
+
+    checkpoints: int
+    handoffs: int
+    consensus: int
+    events: int
+    usage: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_nano: int
+
+
+# The lists of an execution's detail, each paged on its own by ``id``.
+DetailPart = Literal["checkpoints", "handoffs", "consensus", "events", "usage"]
+DetailRow = CheckpointRecord | HandoffRecord | ConsensusRecord | EventRecord | UsageRecord
+
+
+@dataclass
+class ExecutionDetail:
+    """An execution and its lists, oldest first; with a limit, their first rows and
+    ``totals``."""
+
+    execution: ExecutionRecord
+    checkpoints: list[CheckpointRecord]
+    handoffs: list[HandoffRecord]
+    consensus: list[ConsensusRecord]
+    events: list[EventRecord]
+    usage: list[UsageRecord]
+    totals: DetailTotals | None = None
+
+
+@dataclass(frozen=True)
+class SchemaRevision:
+    current: str | None  # None: no schema yet
+    expected: str  # the newest migration this code knows
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.expected

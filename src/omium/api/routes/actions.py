@@ -9,6 +9,7 @@ from omium.api.auth import TenantId
 from omium.api.deps import StoreDep
 from omium.api.models import ReviewRequest, StatusOut
 from omium.engine.executor import MultiAgentExecutor
+from omium.status import Status
 
 router = APIRouter(tags=["executions"])
 _STATUS = {"model": StatusOut}
@@ -24,7 +25,7 @@ async def cancel(execution_id: str, tenant: TenantId, store: StoreDep,
     after = await store.request_cancel(execution_id, tenant)  # ended: ExecutionStateError
     if after is None:
         raise HTTPException(404, f"no execution with id {execution_id!r}")
-    if after == "cancelled":
+    if after == Status.CANCELLED:
         response.status_code = 200
     return StatusOut(execution_id=execution_id, status=after)
 

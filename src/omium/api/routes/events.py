@@ -7,7 +7,6 @@ from fastapi.responses import StreamingResponse
 
 from omium.api.auth import TenantId
 from omium.api.deps import PlansDep, SettingsDep, StoreDep
-from omium.api.detail import decode
 from omium.api.stream import execution_events
 
 router = APIRouter(tags=["executions"])
@@ -24,10 +23,9 @@ async def stream_events(execution_id: str, tenant: TenantId, store: StoreDep,
     first = await store.execution_detail(execution_id, tenant)
     if first is None:
         raise HTTPException(404, f"no execution with id {execution_id!r}")
-    row = first["execution"][0]
-    definition = decode(row["definition"])
-    wf = plans.for_execution(tenant, row["workflow_id"],
-                             definition if isinstance(definition, dict) else {})
+    rec = first.execution
+    wf = plans.for_execution(tenant, rec.workflow_id,
+                             rec.definition if isinstance(rec.definition, dict) else {})
     body = execution_events(store, execution_id, tenant, first,
                             wf.deps if wf is not None else None,
                             poll_s=settings.sse_poll_s, max_s=settings.sse_max_s)

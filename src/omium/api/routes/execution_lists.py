@@ -24,10 +24,10 @@ from omium.api.models import (
     UsagePage,
     VotePage,
 )
+from omium.store.records import DetailPart
 
 router = APIRouter(tags=["executions"])
 _MAX_ROW_ID = 2**63 - 1  # a BIGINT
-Rows = list[dict[str, Any]]
 
 
 def encode_row_cursor(row_id: int) -> str:
@@ -54,15 +54,16 @@ Limit = Annotated[int, Query(ge=1, le=500, description="rows per page")]
 Cursor = Annotated[str | None, Query(description=CURSOR_DOC)]
 
 
-async def _page(store: StoreDep, tenant: str, execution_id: str, part: str, limit: int,
-                cursor: str | None, shape_rows: Callable[[Rows], Rows]) -> dict[str, Any]:
-    rows = await store.execution_rows(execution_id, tenant, part,
+async def _page(store: StoreDep, tenant: str, execution_id: str, part: DetailPart, limit: int,
+                cursor: str | None, shape_rows: Callable[[list[Any]], list[dict[str, Any]]]
+                ) -> dict[str, Any]:
+    recs = await store.execution_rows(execution_id, tenant, part,
                                       after=decode_row_cursor(cursor), limit=limit + 1)
-    if rows is None:
+    if recs is None:
         raise HTTPException(404, f"no execution with id {execution_id!r}")
-    rows, more = rows[:limit], len(rows) > limit  # one extra row: is there a next page?
-    last = rows[-1]["row_id"] if more else None
-    return {"items": shape_rows(rows),
+    recs, more = recs[:limit], len(recs) > limit  # one extra row: is there a next page?
+    last = recs[-1].id if more else None
+    return {"items": shape_rows(recs),
             "next_cursor": None if last is None else encode_row_cursor(last)}
 
 
@@ -71,7 +72,7 @@ async def list_steps(execution_id: str, tenant: TenantId, store: StoreDep,
                      limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
     """Each agent run (one per checkpoint): status, attempt, duration, who served it."""
     return await _page(store, tenant, execution_id, "checkpoints", limit, cursor,
-                       lambda rows: shape.steps(shape.checkpoints(rows)))
+                       shape.steps)
 
 
 @router.get("/executions/{execution_id}/checkpoints", response_model=CheckpointPage)

@@ -23,7 +23,8 @@ from omium.api.models import (
 )
 from omium.engine.executor import check_inputs
 from omium.errors import IdempotencyKeyReusedError
-from omium.store.records import QUEUED, ExecutionRecord
+from omium.status import Status
+from omium.store.records import ExecutionRecord
 
 router = APIRouter(tags=["executions"])
 
@@ -61,12 +62,12 @@ async def submit(body: SubmitRequest, tenant: TenantId, store: StoreDep, plans: 
     check_inputs(wf.plan, inputs)
     try:
         rec, created = await store.create_execution(ExecutionRecord(
-            new_execution_id(), wf.name, wf.definition, inputs, status=QUEUED,
+            new_execution_id(), wf.name, wf.definition, inputs, status=Status.QUEUED,
             tenant_id=tenant, workflow_id=wf.workflow_id, idempotency_key=body.idempotency_key))
     except IdempotencyKeyReusedError as err:  # the same key names one request (Stripe's rule)
         raise HTTPException(409, str(err)) from None
     if created:
-        metrics.executions_started.labels(wf.framework, tenant).inc()
+        metrics.executions_started.labels(wf.plan.framework, tenant).inc()
     else:
         response.status_code = 200
     return StatusOut(execution_id=rec.id, status=rec.status)
@@ -86,7 +87,7 @@ async def list_executions(
                                        workflow_id=workflow_id, before=decode_cursor(cursor))
     rows, more = rows[:limit], len(rows) > limit  # one extra row: is there a next page?
     last = rows[-1] if more else None
-    return {"items": [shape.record_summary(r) for r in rows],
+    return {"items": [shape.summary(r) for r in rows],
             "next_cursor": encode_cursor(last.created_at, last.id) if last else None}
 
 

@@ -24,7 +24,6 @@ from omium import metrics
 from omium.api.deps import SettingsDep, StoreDep
 from omium.api.metrics_extra import queue_depth
 from omium.api.models import ErrorOut
-from omium.store.migrate import current_revision
 from omium.store.migrations import HEAD
 
 router = APIRouter(tags=["health"])
@@ -57,13 +56,12 @@ async def ready(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     checks: dict[str, dict[str, Any]] = {}
     ok, value = await _check(store.queue_depth())
     checks["database"] = {"ok": ok, **({"queue_depth": value} if ok else {"error": value})}
-    driver = getattr(store, "driver", None)
-    if ok and driver is not None:
-        ok, rev = await _check(current_revision(driver))
-        checks["migrations"] = {"ok": ok and rev == HEAD, "revision": rev if ok else None,
-                                "expected": HEAD}
-    else:
-        checks["migrations"] = {"ok": False, "revision": None, "expected": HEAD}
+    checks["migrations"] = {"ok": False, "revision": None, "expected": HEAD}
+    if ok:
+        ok, rev = await _check(store.schema_revision())
+        if ok:
+            checks["migrations"].update(ok=rev.up_to_date, revision=rev.current,
+                                        expected=rev.expected)
     if settings.workers_expected:
         ok, live = await _check(store.live_workers(settings.worker_alive_s))
         checks["workers"] = {"ok": ok and live > 0, "live": live if ok else 0}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from omium.api.auth import Admin, add_key, create_tenant_with_key
+from omium.api.auth import Admin
 from omium.api.deps import StoreDep
 from omium.api.detail import credits
 from omium.api.models import TenantCreate, TenantKey, TenantOut
+from omium.engine.tenants import add_key, create_tenant_with_key
 
 router = APIRouter(tags=["tenants"])
 

@@ -1,4 +1,5 @@
-"""Leases and fencing in the store, on SQLite and PostgreSQL."""
+"""``LeaseStore`` conformance: claims, leases and fencing, workers, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,23 +9,14 @@ import time
 import pytest
 
 from omium.errors import StaleLeaseError
-from omium.store import CheckpointRecord, EventRecord, ExecutionRecord
+from omium.store import EventRecord, ExecutionRecord
 from omium.store.base import Store
-
-
-def _queued(execution_id: str, tenant: str = "local") -> ExecutionRecord:
-    return ExecutionRecord(execution_id, "wf", {"name": "wf", "agents": []}, {}, status="queued",
-                           tenant_id=tenant)
-
-
-def _cp(execution_id: str, agent: str) -> CheckpointRecord:
-    now = time.time()
-    return CheckpointRecord(execution_id, agent, 0, 1, {"by": agent}, now, now)
+from tests._store_util import checkpoint, execution
 
 
 async def test_claims_take_the_oldest_queued_execution_once(store: Store) -> None:
     for i in range(3):
-        await store.create_execution(_queued(f"q{i}"))
+        await store.create_execution(execution(f"q{i}"))
         await asyncio.sleep(0.002)
     claims = [await store.claim_execution("w1", 10) for _ in range(4)]
     assert [c[0].id if c else None for c in claims] == ["q0", "q1", "q2", None]
@@ -35,18 +27,18 @@ async def test_claims_take_the_oldest_queued_execution_once(store: Store) -> Non
 
 async def test_concurrent_claimers_never_share_an_execution(store: Store) -> None:
     for i in range(20):
-        await store.create_execution(_queued(f"c{i}"))
+        await store.create_execution(execution(f"c{i}"))
     got = await asyncio.gather(*(store.claim_execution(f"w{i}", 10) for i in range(30)))
     ids = [g[0].id for g in got if g]
     assert sorted(ids) == sorted(f"c{i}" for i in range(20))
 
 
 async def test_expired_lease_is_reclaimed_and_the_old_epoch_is_fenced(store: Store) -> None:
-    await store.create_execution(_queued("x"))
+    await store.create_execution(execution("x"))
     first = await store.claim_execution("w1", 0.05)
     assert first is not None
     old = first[0].lease_epoch
-    assert await store.save_checkpoint(_cp("x", "a"), epoch=old)
+    assert await store.save_checkpoint(checkpoint("x", "a"), epoch=old)
     assert await store.claim_execution("w2", 10) is None  # lease still valid
     await asyncio.sleep(0.08)
     second = await store.claim_execution("w2", 10)
@@ -54,7 +46,7 @@ async def test_expired_lease_is_reclaimed_and_the_old_epoch_is_fenced(store: Sto
     new = second[0].lease_epoch
     assert new == old + 1
     with pytest.raises(StaleLeaseError):
-        await store.save_checkpoint(_cp("x", "b"), epoch=old,
+        await store.save_checkpoint(checkpoint("x", "b"), epoch=old,
                                     events=[EventRecord("x", "stale", "b", {}, time.time())])
     with pytest.raises(StaleLeaseError):
         await store.update_execution("x", status="completed", epoch=old)
@@ -62,14 +54,14 @@ async def test_expired_lease_is_reclaimed_and_the_old_epoch_is_fenced(store: Sto
     # Nothing of the stale writes landed; the new owner writes normally.
     assert [c.agent_id for c in await store.get_checkpoints("x")] == ["a"]
     assert [e.type for e in await store.get_events("x")] == []
-    assert await store.save_checkpoint(_cp("x", "b"), epoch=new)
+    assert await store.save_checkpoint(checkpoint("x", "b"), epoch=new)
     assert await store.update_execution("x", status="completed", epoch=new)
     cps = await store.get_checkpoints("x")
     assert [(c.agent_id, c.lease_epoch) for c in cps] == [("a", old), ("b", new)]
 
 
 async def test_renew_release_and_cancel(store: Store) -> None:
-    await store.create_execution(_queued("r"))
+    await store.create_execution(execution("r"))
     claim = await store.claim_execution("w", 10)
     assert claim is not None
     epoch = claim[0].lease_epoch
@@ -80,7 +72,7 @@ async def test_renew_release_and_cancel(store: Store) -> None:
     assert await store.release_lease("r", epoch)
     rec = await store.get_execution("r")
     assert rec is not None and (rec.status, rec.lease_owner) == ("queued", None)
-    await store.create_execution(_queued("q"))
+    await store.create_execution(execution("q"))
     assert await store.request_cancel("q", "local") == "cancelled"
     assert await store.claim_execution("w", 10) is not None  # "r", requeued
     assert await store.claim_execution("w", 10) is None  # "q" was cancelled
@@ -89,6 +81,16 @@ async def test_renew_release_and_cancel(store: Store) -> None:
 async def test_cli_runs_without_a_lease_are_never_claimed(store: Store) -> None:
     await store.create_execution(ExecutionRecord("cli", "wf", {}, {}, status="running"))
     assert await store.claim_execution("w", 10) is None
+
+
+async def test_queue_depth_counts_what_waits_for_a_worker(store: Store) -> None:
+    assert await store.queue_depth() == 0
+    for i in range(3):
+        await store.create_execution(execution(f"d{i}"))
+    await store.create_execution(execution("cli", status="running"))
+    assert await store.queue_depth() == 3
+    assert await store.claim_execution("w", 10) is not None
+    assert await store.queue_depth() == 2
 
 
 async def test_workers_heartbeat(store: Store) -> None:
@@ -103,7 +105,7 @@ async def test_resume_refuses_an_execution_that_workers_own(store: Store) -> Non
     from omium import MultiAgentExecutor
     from omium.errors import ExecutionStateError
 
-    await store.create_execution(_queued("owned"))
+    await store.create_execution(execution("owned"))
     assert await store.claim_execution("w", 0.01) is not None
     await asyncio.sleep(0.03)  # the lease expired: a worker will reclaim it, not the CLI
     async with MultiAgentExecutor(store) as ex:
