@@ -20,7 +20,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from omium.engine.tenants import hash_key
-from omium.store.base import Store
+from omium.store.base import TenantStore
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Authenticator:
         # key hash -> (expiry, principal); insertion order is expiry order (constant TTL).
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    async def principal(self, store: Store, key: str) -> Principal | None:
+    async def principal(self, store: TenantStore, key: str) -> Principal | None:
         if self._admin_key is not None and hmac.compare_digest(key.encode(), self._admin_key):
             return Principal(None, True)
         key_hash = hash_key(key)

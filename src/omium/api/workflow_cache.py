@@ -17,7 +17,7 @@ from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.errors import FieldProblem, OmiumError, WorkflowValidationError
-from omium.store.base import Store
+from omium.store.base import ExecutionStore
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class WorkflowCache:
         while len(self._by_id) > self.max_entries:
             self._by_id.popitem(last=False)
 
-    async def register(self, store: Store, tenant_id: str,
+    async def register(self, store: ExecutionStore, tenant_id: str,
                        definition: dict[str, Any]) -> PreparedWorkflow:
         """Validate and store a definition (idempotent by content); raises
         ``WorkflowValidationError`` naming each problem."""
@@ -94,7 +94,7 @@ class WorkflowCache:
             self._inline.popitem(last=False)
         return wf
 
-    async def load(self, store: Store, tenant_id: str,
+    async def load(self, store: ExecutionStore, tenant_id: str,
                    workflow_id: str) -> PreparedWorkflow | None:
         """The tenant's workflow, prepared; None if it has no such workflow."""
         wf = self._by_id.get((tenant_id, workflow_id))

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from omium.billing.money import credits_to_nano, dollars_to_nano, nano_to_credits
 from omium.errors import InsufficientCreditsError, UnknownTenantError
-from omium.store.base import Store
+from omium.store.base import BillingStore
 from omium.store.records import CreditHold, UsageRecord
 
 # CreditHold too: what ``reserve`` hands a caller, to pass back to a settle or ``release``.
@@ -26,7 +26,8 @@ __all__ = ["CreditHold", "Ledger"]
 
 
 class Ledger:
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: BillingStore, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock  # wall time: hold expiry is compared across processes
         # Tenants seen limited. ``limited`` is fixed at creation, and a stale entry corrects

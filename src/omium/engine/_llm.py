@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from omium.billing.ledger import Ledger
 from omium.engine.graph import WorkflowGraph
-from omium.store.base import Store
+from omium.store.base import BillingStore
 
 if TYPE_CHECKING:
     from omium.llm.router import LLMRouter
 
 
-def router_for(plan: WorkflowGraph, store: Store) -> LLMRouter | None:
+def router_for(plan: WorkflowGraph, store: BillingStore) -> LLMRouter | None:
     """A router from the LLM config, billing ``store``; None if ``plan`` has no llm agent."""
     if "llm" not in plan.frameworks:
         return None

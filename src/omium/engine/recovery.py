@@ -17,7 +17,7 @@ from omium.agents.base import Agent
 from omium.engine.attempts import Success
 from omium.engine.failures import Failure
 from omium.engine.graph import Node, WorkflowGraph
-from omium.store.base import Store
+from omium.store.base import ExecutionStore
 from omium.store.records import EventRecord
 from omium.workflow.model import AgentSpec
 
@@ -52,7 +52,7 @@ class Recovered:
 class Recovery:
     """The recovery state of one drive of one execution: the rollbacks made so far."""
 
-    def __init__(self, store: Store, graph: WorkflowGraph, execution_id: str, *,
+    def __init__(self, store: ExecutionStore, graph: WorkflowGraph, execution_id: str, *,
                  epoch: int | None, emit: Emit, attempts: Attempts) -> None:
         self.store, self.graph, self.execution_id = store, graph, execution_id
         self.epoch = epoch  # every write carries the run's lease epoch, as the run's own do

@@ -15,7 +15,7 @@ from omium import metrics
 from omium.agents.base import Agent
 from omium.billing.money import nano_to_dollars
 from omium.coordination.consensus import decide
-from omium.coordination.handoff import HandoffProtocol, HandoffRecord, HandoffResult
+from omium.coordination.handoff import HandoffProtocol, HandoffResult
 from omium.engine.attempts import Sleep, Success, run_with_retries
 from omium.engine.failures import Failure
 from omium.engine.graph import Node, WorkflowGraph
@@ -23,12 +23,13 @@ from omium.engine.recovery import Recovered, Recovery, Rollback, Verdict
 from omium.engine.result import ExecutionResult
 from omium.errors import HandoffValidationError
 from omium.status import Status
-from omium.store.base import Store
+from omium.store.base import ExecutionStore
 from omium.store.records import (
     CheckpointRecord,
     ConsensusRecord,
     EventRecord,
     ExecutionRecord,
+    HandoffRecord,
 )
 from omium.workflow.model import AgentSpec
 
@@ -46,7 +47,7 @@ class VotePause:
 class Run:
     """State of one drive of one execution (a resume is a new drive over the checkpoints)."""
 
-    def __init__(self, store: Store, graph: WorkflowGraph, rec: ExecutionRecord, *,
+    def __init__(self, store: ExecutionStore, graph: WorkflowGraph, rec: ExecutionRecord, *,
                  on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep,
                  llm: LLMRouter | None = None, epoch: int | None = None) -> None:
         self.store, self.graph, self.rec = store, graph, rec

@@ -12,7 +12,7 @@ import secrets
 import unicodedata
 
 from omium.errors import OmiumError
-from omium.store.base import Store
+from omium.store.base import TenantStore
 
 TENANT_ID_PATTERN = re.compile(r"[a-z0-9_-]+")
 PREFIX_LEN = 10  # the part of a key kept in clear, to recognise it in listings
@@ -45,7 +45,7 @@ def tenant_slug(name: str) -> str:
     return slug
 
 
-async def create_tenant_with_key(store: Store, name: str, *,
+async def create_tenant_with_key(store: TenantStore, name: str, *,
                                  limited: bool = True) -> tuple[str, str]:
     """Create a tenant and its first API key: (tenant id, key). Refuses an existing id."""
     tenant_id = tenant_slug(name)
@@ -54,7 +54,8 @@ async def create_tenant_with_key(store: Store, name: str, *,
     return tenant_id, await add_key(store, tenant_id)
 
 
-async def add_key(store: Store, tenant_id: str | None, *, admin: bool = False) -> str:
+async def add_key(store: TenantStore, tenant_id: str | None, *,
+                  admin: bool = False) -> str:
     """A new key for ``tenant_id`` (None: an admin key bound to no tenant), stored hashed."""
     key, key_hash, prefix = generate_key()
     await store.create_api_key(key_hash, prefix, tenant_id, admin=admin)

@@ -30,7 +30,7 @@ from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.run import Run
 from omium.errors import StaleLeaseError, WorkflowValidationError
 from omium.status import Status
-from omium.store.base import Store
+from omium.store.base import WorkerStore
 from omium.store.records import EventRecord, ExecutionRecord
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ DEFAULT_MAX_RECOVERIES = 3
 
 
 class Worker:
-    def __init__(self, store: Store, *, worker_id: str | None = None, lease_s: float = 10.0,
-                 concurrency: int = 4, poll_s: float = 0.2, grace_s: float = 30.0,
+    def __init__(self, store: WorkerStore, *, worker_id: str | None = None,
+                 lease_s: float = 10.0, concurrency: int = 4, poll_s: float = 0.2,
+                 grace_s: float = 30.0,
                  router: LLMRouter | None = None,
                  max_recoveries: int = DEFAULT_MAX_RECOVERIES) -> None:
         if max_recoveries < 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from omium.store.records import (
@@ -52,7 +53,7 @@ class Shape(Generic[T]):
     flags: tuple[str, ...] = ()
     ints: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def columns(self) -> str:
         """The select list: the record's fields, in order."""
         return ", ".join(f.name for f in fields(self.record))  # type: ignore[arg-type]
