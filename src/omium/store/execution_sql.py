@@ -221,7 +221,7 @@ class ExecutionSql:
             if status in (Status.COMPLETED, Status.CANCELLED):
                 raise ExecutionStateError(f"execution {execution_id} is {status} already")
             params = {**p, "ts": time.time(), "old": status,
-                      "data": json.dumps({"from_status": status})}
+                      "data": dump({"from_status": status})}
             if status == Status.RUNNING and row["lease_expires_at"] is not None:
                 if await self._driver.execute(_FLAG_CANCEL, params):
                     return Status.CANCELLING
