@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ async def profile_backend(db: Database, n: int, concurrency: int, top: int,
     from omium.api.settings import Settings
     from omium.engine.tenants import create_tenant_with_key
 
+    # The benchmark names its own agents over the API (the server's default allows examples).
+    os.environ.setdefault("OMIUM_ALLOWED_MODULES", "bench")
     await db.open()
     try:
         app = create_app(Settings(database_url=db.url))
