@@ -224,8 +224,9 @@ class Server:
     there for a PostgreSQL URL) with the repository root on ``PYTHONPATH`` so that
     ``bench.agents`` imports."""
 
-    def __init__(self, url: str, *, processes: int, port: int) -> None:
+    def __init__(self, url: str, *, processes: int, port: int, workers: bool = False) -> None:
         self.url, self.processes, self.port = url, processes, port
+        self.workers = workers  # True: a default omium serve, in-process workers and all
         self.cwd = tempfile.mkdtemp(prefix="omium-apibench-cwd-")
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -235,7 +236,8 @@ class Server:
         env = server_env()
         self.log = tempfile.TemporaryFile(prefix="omium-apibench-serve-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "omium.cli", "serve", "--no-workers", "--host", "127.0.0.1",
+            [sys.executable, "-m", "omium.cli", "serve",
+             *(() if self.workers else ("--no-workers",)), "--host", "127.0.0.1",
              "--processes", str(self.processes), "--port", str(self.port), "--db", self.url],
             cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             start_new_session=True)

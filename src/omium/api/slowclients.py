@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -164,12 +163,12 @@ class BodyTimeoutMiddleware:
             if state["body_done"]:
                 return await receive()
             if state["deadline"] is None:  # from the app's first read: the body is due now
-                state["deadline"] = time.monotonic() + self.timeout_s
-            left = state["deadline"] - time.monotonic()
+                state["deadline"] = asyncio.get_running_loop().time() + self.timeout_s
             try:
-                if left <= 0:
-                    raise TimeoutError
-                message = await asyncio.wait_for(receive(), left)
+                # asyncio.timeout_at arms a timer handle; wait_for would start a task per read
+                # (measured: ~9% of a busy server's own time).
+                async with asyncio.timeout_at(state["deadline"]):
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimeoutError(self.timeout_s) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
