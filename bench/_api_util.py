@@ -224,9 +224,11 @@ class Server:
     there for a PostgreSQL URL) with the repository root on ``PYTHONPATH`` so that
     ``bench.agents`` imports."""
 
-    def __init__(self, url: str, *, processes: int, port: int, workers: bool = False) -> None:
+    def __init__(self, url: str, *, processes: int, port: int, workers: bool = False,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.url, self.processes, self.port = url, processes, port
         self.workers = workers  # True: a default omium serve, in-process workers and all
+        self.extra_args = extra_args  # more omium serve options
         self.cwd = tempfile.mkdtemp(prefix="omium-apibench-cwd-")
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -238,7 +240,8 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "omium.cli", "serve",
              *(() if self.workers else ("--no-workers",)), "--host", "127.0.0.1",
-             "--processes", str(self.processes), "--port", str(self.port), "--db", self.url],
+             "--processes", str(self.processes), "--port", str(self.port), "--db", self.url,
+             *self.extra_args],
             cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             start_new_session=True)
         deadline = time.monotonic() + timeout_s

@@ -232,3 +232,37 @@ def applicant_payload(n_transactions: int = 48, seed: int = 7) -> dict[str, Any]
             "transactions": transactions,
         },
     }
+
+
+# -- io_bound.py: agents that wait, as a real agent waits on an LLM call -------------------
+
+async def sleep1(inputs: dict[str, Any]) -> dict[str, Any]:
+    """An async agent that waits one second (``await asyncio.sleep(1)``)."""
+    import asyncio
+
+    await asyncio.sleep(1)
+    return {"n": inputs["n"], "done": True}
+
+
+def sync_sleep1(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A sync agent that blocks one second (``time.sleep(1)``: run in the agent thread pool)."""
+    import time
+
+    time.sleep(1)
+    return {"n": inputs["n"], "done": True}
+
+
+async def sleep_s(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``sleep1`` for ``inputs["s"]`` seconds (io_bound.py holds executions in flight)."""
+    import asyncio
+
+    await asyncio.sleep(inputs["s"])
+    return {"n": inputs["n"], "done": True}
+
+
+def sync_sleep_s(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``sync_sleep1`` for ``inputs["s"]`` seconds."""
+    import time
+
+    time.sleep(inputs["s"])
+    return {"n": inputs["n"], "done": True}

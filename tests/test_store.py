@@ -78,7 +78,9 @@ CONFORMANCE = {
     "revoke_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
     # LeaseStore
     "claim_execution": f"{_LEASE}::test_claims_take_the_oldest_queued_execution_once",
+    "claim_executions": "test_claim_plans::test_batch_claims_take_the_oldest_once_each",
     "renew_lease": f"{_LEASE}::test_renew_release_and_cancel",
+    "renew_leases": "test_claim_plans::test_one_renewal_for_all_leases_refuses_moved_epochs",
     "release_lease": f"{_LEASE}::test_renew_release_and_cancel",
     "queue_depth": f"{_LEASE}::test_queue_depth_counts_what_waits_for_a_worker",
     "worker_heartbeat": f"{_LEASE}::test_workers_heartbeat",

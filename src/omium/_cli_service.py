@@ -22,8 +22,26 @@ tenants_app = typer.Typer(help="Tenants of the service (each with API keys).",
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
 
 
+# Executions one worker runs at once (omium.engine.worker.DEFAULT_CONCURRENCY; not imported
+# here, which would load the engine for every CLI command).
+DEFAULT_CONCURRENCY = 1000
+_CONCURRENCY_HELP = ("Executions run at once (agents mostly wait: each in flight costs memory, "
+                     "not a core).")
+
+
+def _agent_threads() -> None:
+    """Refuse a bad OMIUM_AGENT_THREADS at start, not at the first sync agent."""
+    from omium.agents.python import agent_threads
+
+    try:
+        agent_threads()
+    except ValueError as bad:
+        fail(str(bad))
+
+
 def worker(db: DbOption = None,
-           concurrency: Annotated[int, typer.Option(help="Executions run at once.")] = 4,
+           concurrency: Annotated[int, typer.Option(min=1, help=_CONCURRENCY_HELP)
+                                  ] = DEFAULT_CONCURRENCY,
            lease: Annotated[float, typer.Option(help="Lease seconds (renewed every third).")
                             ] = 10.0,
            grace: Annotated[float, typer.Option(help="Seconds to finish work on SIGTERM.")
@@ -37,6 +55,7 @@ def worker(db: DbOption = None,
     """Claim queued executions and run them (scale out: more processes, more machines)."""
     from omium.engine.worker import Worker
 
+    _agent_threads()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def go() -> int:
@@ -82,7 +101,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           processes: Annotated[int, typer.Option(help="API processes on one port.")] = 1,
           no_workers: Annotated[bool, typer.Option(
               "--no-workers", help="Run the API alone (workers elsewhere).")] = False,
-          worker_concurrency: int = 4,
+          worker_concurrency: Annotated[int, typer.Option(min=1, help="In-process workers: "
+                                                          + _CONCURRENCY_HELP)
+                                        ] = DEFAULT_CONCURRENCY,
           max_recoveries: Annotated[int, typer.Option(
               min=0, envvar="OMIUM_MAX_RECOVERIES",
               help="In-process workers: reclaims after a lost worker before an execution is "

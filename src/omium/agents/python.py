@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,8 +17,34 @@ from omium.errors import AgentCrashedError, FieldProblem
 from omium.workflow.model import AgentSpec
 
 # asyncio's default pool has min(32, cores + 4) threads: 6 here, which would cap a parallel
-# step of sync agents at 6. Agents mostly wait on I/O, so they get a wider pool of their own.
-_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="omium-agent")
+# step of sync agents at 6. Agents mostly wait on I/O (a blocking LLM or HTTP call), and a
+# worker runs up to 1,000 executions at once, so sync agents get a pool of their own as wide
+# as that: OMIUM_AGENT_THREADS (default 1,024) threads at most, started only as needed (an
+# idle thread is reused first), each a few tens of KB resident.
+THREADS_ENV = "OMIUM_AGENT_THREADS"
+DEFAULT_THREADS = 1024
+_pool: ThreadPoolExecutor | None = None
+
+
+def agent_threads() -> int:
+    """The sync-agent pool's size: ``OMIUM_AGENT_THREADS``, else ``DEFAULT_THREADS``."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return DEFAULT_THREADS
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be an integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{THREADS_ENV} must be >= 1, got {number}")
+    return number
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:  # sized on first use, so the environment of the process decides
+        _pool = ThreadPoolExecutor(max_workers=agent_threads(), thread_name_prefix="omium-agent")
+    return _pool
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
@@ -76,7 +103,7 @@ class PythonAgent(Agent):
         if self._is_async:
             return await self.fn(*args)
         call = functools.partial(contextvars.copy_context().run, _in_thread, self.fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(_THREADS, call)
+        return await asyncio.get_running_loop().run_in_executor(_threads(), call)
 
     @property
     def has_accept_hook(self) -> bool:

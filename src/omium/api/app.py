@@ -75,6 +75,21 @@ async def start_workers(app: FastAPI) -> Stop:
     return shutdown
 
 
+async def declare_llm_models(app: FastAPI) -> None:
+    """Zero the per-model LLM series for the configured models, so they are on the first
+    scrape (a broken LLM config is reported where llm agents run, not here)."""
+    from omium import metrics
+    from omium.errors import LLMConfigError
+    from omium.llm.config import load_config
+
+    try:
+        config = load_config()
+    except LLMConfigError:
+        return None
+    metrics.declare_models(b.model for b in config.backends)
+    return None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(title="Omium", version="1", lifespan=lifespan,
@@ -82,7 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Authenticator(settings.admin_key, ttl_s=settings.auth_cache_s)
     app.state.plans = WorkflowCache()
-    app.state.on_startup_extra = [start_workers] if settings.worker_concurrency > 0 else []
+    app.state.on_startup_extra = [declare_llm_models, *(
+        [start_workers] if settings.worker_concurrency > 0 else [])]
     errors.install(app)
     app.add_middleware(StrictJSONMiddleware)  # innermost: sees bodies already size-capped
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -53,7 +53,10 @@ class Settings:
     sse_max_s: float = 600.0  # an event stream closes after this long
     worker_alive_s: float = 30.0  # a worker counts as alive within this many seconds
     # In-process workers (omium serve without --no-workers): executions run at once, 0 = none
+    # (omium serve sets OMIUM_SERVE_WORKERS: --worker-concurrency, default 1,000)
     worker_concurrency: int = 0
+    # OMIUM_AGENT_THREADS: threads for sync Python agents (started as needed), per process
+    agent_threads: int = 1024
     # OMIUM_MAX_RECOVERIES: reclaims after a lost worker before an execution is failed as
     # poison (max_recoveries_exceeded); a workflow's own max_recoveries wins. Worker's default.
     max_recoveries: int = 3
@@ -78,6 +81,7 @@ class Settings:
                                        int(os.environ.get("OMIUM_SERVE_WORKERS") or 0) > 0),
             worker_concurrency=int(os.environ.get("OMIUM_SERVE_WORKERS") or 0),
             max_recoveries=_env_int("OMIUM_MAX_RECOVERIES", 3),
+            agent_threads=_env_int("OMIUM_AGENT_THREADS", 1024, minimum=1),
             metrics_token=os.environ.get("OMIUM_METRICS_TOKEN") or None,
             header_timeout_s=_env_float("OMIUM_HEADER_TIMEOUT_S", 10.0),
             body_timeout_s=_env_float("OMIUM_BODY_TIMEOUT_S", 60.0),

@@ -39,16 +39,42 @@ if TYPE_CHECKING:
 log = logging.getLogger("omium.worker")
 
 DEFAULT_MAX_RECOVERIES = 3
+# Executions one worker runs at once. Agents mostly wait (on LLM calls, on I/O), so a worker
+# holds many: an in-flight execution costs memory (see the README), not a core.
+DEFAULT_CONCURRENCY = 1000
+# At most this many executions claimed in one transaction (a large claim holds the writer).
+CLAIM_BATCH = 200
+# At most this many leases renewed in one statement (bound parameters: two per lease).
+RENEW_BATCH = 500
+
+
+class _Held:
+    """A run's lease as the renewal loop sees it: the epoch to renew, when it last was, and
+    the verdict that stops the run ("lost", "cancel", "unrenewable")."""
+
+    __slots__ = ("epoch", "renewed", "verdict")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.renewed = time.monotonic()
+        self.verdict: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def decide(self, verdict: str) -> None:
+        if not self.verdict.done():
+            self.verdict.set_result(verdict)
 
 
 class Worker:
     def __init__(self, store: WorkerStore, *, worker_id: str | None = None,
-                 lease_s: float = 10.0, concurrency: int = 4, poll_s: float = 0.2,
+                 lease_s: float = 10.0, concurrency: int = DEFAULT_CONCURRENCY,
+                 poll_s: float = 0.2,
                  grace_s: float = 30.0,
                  router: LLMRouter | None = None,
                  max_recoveries: int = DEFAULT_MAX_RECOVERIES) -> None:
         if max_recoveries < 0:
             raise ValueError(f"max_recoveries must be >= 0, got {max_recoveries}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.store = store
         # Reclaims allowed before a poison execution is failed (a workflow's own
         # max_recoveries wins).
@@ -59,16 +85,22 @@ class Worker:
         self._router = router
         self._plans: dict[str, WorkflowGraph] = {}
         self._active: dict[str, tuple[asyncio.Task[Any], int]] = {}  # id -> (run task, epoch)
+        # The leases of the runs under way, all renewed by one loop in one statement.
+        self._held: dict[str, _Held] = {}
         # An execution that may have killed its last worker runs alone: claimed only when
         # idle, and nothing else is claimed until it ends (innocent executions running beside
         # a poison one would die with it, reclaim after reclaim, and be dead-lettered too).
         self._alone: str | None = None
+        # Set whenever a run ends: a full worker waits on this one event, not on each of its
+        # (up to thousands of) run tasks, which would cost O(concurrency) per run ended.
+        self._freed = asyncio.Event()
         self.completed = 0
 
     # -- the loop
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run executions until ``stop`` is set, then drain gracefully."""
         beat = asyncio.ensure_future(self._heartbeat(stop))
+        renew = asyncio.ensure_future(self._renew_leases())
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -76,43 +108,55 @@ class Worker:
                 if len(self._active) >= self.concurrency or self._alone is not None:
                     # Full (or running a suspect alone): claim again as soon as any run ends
                     # (not at the next poll, which would cap a worker at concurrency / poll_s
-                    # executions per second).
-                    await asyncio.wait([stopping, *(t for t, _ in self._active.values())],
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    # executions per second). No await since _fill's last check: a run that
+                    # ends from here on sets the event.
+                    self._freed.clear()
+                    freed = asyncio.ensure_future(self._freed.wait())
+                    try:
+                        await asyncio.wait([stopping, freed],
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        freed.cancel()
                 elif not claimed:
                     # The queue is empty. Jitter keeps idle workers from polling in lockstep.
                     await asyncio.wait([stopping], timeout=self.poll_s * (0.5 + random.random()))
         finally:
             stopping.cancel()
             await self._drain()
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (beat, renew):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(Exception):
                 await self.store.worker_stopped(self.id)
             if self._router is not None:
                 await self._router.aclose()
 
     async def _fill(self) -> int:
+        """Claim into the free slots, a batch per transaction, until full or the queue is
+        empty. While a suspect waits the store hands out at most one (and none to a worker
+        running something): a suspect claimed runs alone."""
         claimed = 0
         while len(self._active) < self.concurrency and self._alone is None:
-            claim = await self.store.claim_execution(self.id, self.lease_s,
-                                                     suspects=not self._active)
-            if claim is None:
+            limit = min(self.concurrency - len(self._active), CLAIM_BATCH)
+            claims = await self.store.claim_executions(self.id, self.lease_s, limit,
+                                                       suspects=not self._active)
+            for rec, reclaimed in claims:
+                task = asyncio.ensure_future(self._execute(rec, reclaimed))
+                self._active[rec.id] = (task, rec.lease_epoch)
+                task.add_done_callback(lambda _t, eid=rec.id: self._ended(eid))
+                if reclaimed or rec.recoveries > 0:
+                    self._alone = rec.id
+            claimed += len(claims)
+            if len(claims) < limit:  # the queue has no more for us now
                 break
-            rec, reclaimed = claim
-            task = asyncio.ensure_future(self._execute(rec, reclaimed))
-            self._active[rec.id] = (task, rec.lease_epoch)
-            task.add_done_callback(lambda _t, eid=rec.id: self._ended(eid))
-            claimed += 1
-            if reclaimed or rec.recoveries > 0:
-                self._alone = rec.id
         return claimed
 
     def _ended(self, execution_id: str) -> None:
         self._active.pop(execution_id, None)
         if self._alone == execution_id:
             self._alone = None
+        self._freed.set()
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         host, pid = socket.gethostname(), os.getpid()
@@ -226,42 +270,63 @@ class Worker:
 
     async def _hold_lease(self, rec: ExecutionRecord, epoch: int,
                           drive: asyncio.Future[Any]) -> None:
-        """Renew the lease until the run ends; stop the run if the lease is lost or the
-        execution is cancelled. However this ends (cancelled by a shutdown, an error), the
-        run is stopped first: it must never outlive the lease that fences it."""
+        """Hold the lease (renewed by ``_renew_leases``) until the run ends; stop the run if
+        the lease is lost or the execution is cancelled. However this ends (cancelled by a
+        shutdown, an error), the run is stopped first: it must never outlive the lease that
+        fences it."""
+        held = self._held[rec.id] = _Held(epoch)
         try:
-            await self._renew_until_done(rec, epoch, drive)
+            await asyncio.wait([drive, held.verdict], return_when=asyncio.FIRST_COMPLETED)
+            if drive.done():
+                drive.result()  # re-raise StaleLeaseError and friends
+                return
+            verdict = held.verdict.result()
+            drive.cancel()
+            with contextlib.suppress(BaseException):
+                await drive
+            if verdict == "lost":
+                raise StaleLeaseError(f"execution {rec.id}: lease lost")
+            if verdict == "unrenewable":
+                raise StaleLeaseError(f"execution {rec.id}: lease could not be renewed")
+            await self.store.update_execution(
+                rec.id, status=Status.CANCELLED, epoch=epoch, finished_at=time.time(),
+                lease_owner=None, lease_expires_at=None, events=[EventRecord(
+                    rec.id, "cancelled", None, {"worker": self.id}, time.time())])
         finally:
+            if self._held.get(rec.id) is held:
+                del self._held[rec.id]
             if not drive.done():
                 drive.cancel()
                 with contextlib.suppress(BaseException):
                     await drive
 
-    async def _renew_until_done(self, rec: ExecutionRecord, epoch: int,
-                                drive: asyncio.Future[Any]) -> None:
-        renewed = time.monotonic()
+    async def _renew_leases(self) -> None:
+        """Every lease_s / 3, renew every lease held in one statement (per RENEW_BATCH) and
+        hand each run its verdict: lost to another worker, cancel requested, or (after a
+        lease's worth of failed renewals) unrenewable. A failed renewal is retried at the
+        next beat while the lease it last got lasts."""
         while True:
-            done, _ = await asyncio.wait([drive], timeout=self.lease_s / 3)
-            if done:
-                drive.result()  # re-raise StaleLeaseError and friends
-                return
-            try:
-                ours, cancel = await self.store.renew_lease(rec.id, epoch, self.lease_s)
-            except Exception:  # a blip: keep trying while the lease we hold lasts
-                if time.monotonic() - renewed < self.lease_s:
-                    log.warning("execution %s: lease renewal failed; retrying", rec.id)
-                    continue
-                raise StaleLeaseError(f"execution {rec.id}: lease could not be renewed"
-                                      ) from None
-            renewed = time.monotonic()
-            if not ours or cancel:
-                drive.cancel()
-                with contextlib.suppress(BaseException):
-                    await drive
-                if not ours:
-                    raise StaleLeaseError(f"execution {rec.id}: lease lost")
-                await self.store.update_execution(
-                    rec.id, status=Status.CANCELLED, epoch=epoch, finished_at=time.time(),
-                    lease_owner=None, lease_expires_at=None, events=[EventRecord(
-                        rec.id, "cancelled", None, {"worker": self.id}, time.time())])
-                return
+            await asyncio.sleep(self.lease_s / 3)
+            held = [(eid, h) for eid, h in self._held.items() if not h.verdict.done()]
+            for start in range(0, len(held), RENEW_BATCH):
+                await self._renew_batch(held[start:start + RENEW_BATCH])
+
+    async def _renew_batch(self, held: list[tuple[str, _Held]]) -> None:
+        try:
+            answers = await self.store.renew_leases([(eid, h.epoch) for eid, h in held],
+                                                    self.lease_s)
+        except Exception:  # a blip: keep trying while the leases we hold last
+            now = time.monotonic()
+            log.warning("lease renewal of %d execution(s) failed; retrying", len(held))
+            for _eid, h in held:
+                if now - h.renewed >= self.lease_s:
+                    h.decide("unrenewable")
+            return
+        now = time.monotonic()
+        for eid, h in held:
+            ours, cancel = answers.get(eid, (False, False))
+            h.renewed = now
+            if not ours:
+                h.decide("lost")
+            elif cancel:
+                h.decide("cancel")

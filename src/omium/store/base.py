@@ -261,16 +261,32 @@ class LeaseStore(Protocol):
         reclaimed from a lost worker); None if there is none."""
 
     @abstractmethod
+    async def claim_executions(self, worker_id: str, lease_s: float, limit: int, *,
+                               suspects: bool = True) -> list[tuple[ExecutionRecord, bool]]:
+        """Take up to ``limit`` of the oldest claimable executions in one transaction:
+        ``[(it with its new lease epoch, reclaimed), ...]``, oldest first; ``[]`` if none.
+        While a suspect (a lease expired, or requeued after a reclaim) waits, at most one:
+        the oldest claimable with ``suspects=True``, none with ``suspects=False``. O(limit
+        log n) whatever the history."""
+
+    @abstractmethod
     async def renew_lease(self, execution_id: str, epoch: int,
                           lease_s: float) -> tuple[bool, bool]:
         """(still ours, cancel requested)."""
+
+    @abstractmethod
+    async def renew_leases(self, held: Sequence[tuple[str, int]], lease_s: float
+                           ) -> dict[str, tuple[bool, bool]]:
+        """Renew every ``(execution_id, epoch)`` a worker holds in one statement:
+        ``{execution_id: (still ours, cancel requested)}`` for each one given."""
 
     @abstractmethod
     async def release_lease(self, execution_id: str, epoch: int) -> bool:
         """Give an unfinished execution back to the queue; False if it is no longer ours."""
 
     @abstractmethod
-    async def queue_depth(self) -> int: ...
+    async def queue_depth(self) -> int:
+        """Executions waiting for a worker (a count over the queue's index)."""
 
     @abstractmethod
     async def worker_heartbeat(self, worker_id: str, host: str, pid: int,

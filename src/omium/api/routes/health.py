@@ -53,6 +53,15 @@ class Readiness(BaseModel):
 async def ready(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """Readiness: the database answers, its schema is at the newest migration, and (where
     this deployment runs workers) at least one worker has sent a heartbeat lately."""
+    checks = await _readiness(store, settings)
+    all_ok = all(c["ok"] for c in checks.values())
+    return JSONResponse(status_code=200 if all_ok else 503,
+                        content={"status": "ready" if all_ok else "not_ready",
+                                 "checks": checks})
+
+
+async def _readiness(store: Any, settings: Any) -> dict[str, dict[str, Any]]:
+    """The readiness checks by name; sets ``omium_health_check_status`` for each."""
     checks: dict[str, dict[str, Any]] = {}
     ok, value = await _check(store.queue_depth())
     checks["database"] = {"ok": ok, **({"queue_depth": value} if ok else {"error": value})}
@@ -67,10 +76,7 @@ async def ready(store: StoreDep, settings: SettingsDep) -> JSONResponse:
         checks["workers"] = {"ok": ok and live > 0, "live": live if ok else 0}
     for name, check in checks.items():
         metrics.health_check_status.labels(name).set(1 if check["ok"] else 0)
-    all_ok = all(c["ok"] for c in checks.values())
-    return JSONResponse(status_code=200 if all_ok else 503,
-                        content={"status": "ready" if all_ok else "not_ready",
-                                 "checks": checks})
+    return checks
 
 
 _metrics_bearer = HTTPBearer(auto_error=False, scheme_name="MetricsToken",
@@ -102,13 +108,16 @@ async def metrics_reader(
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
                        401: {"model": ErrorOut, "description": "no or a wrong token"},
                        403: {"model": ErrorOut, "description": "a tenant's API key"}})
-async def prometheus(store: StoreDep) -> Response:
+async def prometheus(store: StoreDep, settings: SettingsDep) -> Response:
     """Prometheus text format; with ``PROMETHEUS_MULTIPROC_DIR`` set, aggregated over all
-    worker processes. Needs ``OMIUM_METRICS_TOKEN`` or an admin key as a Bearer token."""
-    ok, depth = await _check(store.queue_depth())
-    if ok:
-        queue_depth.set(depth)
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+    worker processes. Needs ``OMIUM_METRICS_TOKEN`` or an admin key as a Bearer token. Every
+    family is listed from the first scrape; the health gauges are the readiness checks, run
+    now."""
+    checks = await _readiness(store, settings)
+    if "queue_depth" in checks["database"]:
+        queue_depth.set(checks["database"]["queue_depth"])
+    registry = metrics.with_declared_families(_registry(), extra=(queue_depth,))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _registry() -> CollectorRegistry:
