@@ -1,21 +1,139 @@
-"""SQLite driver: one connection on one dedicated thread, WAL, synchronous=NORMAL.
+"""SQLite driver: one connection on one dedicated writer thread, WAL, synchronous=NORMAL.
 
 WAL + synchronous=NORMAL keeps every committed transaction across a killed process (kill -9);
-only an OS crash or power loss can lose the last commits. A batch is one thread hop.
+only an OS crash or power loss can lose the last commits.
+
+Group commit: every call is queued to the writer thread, which takes all the calls waiting
+(up to ``GROUP_MAX``) and runs their write batches in ONE ``BEGIN IMMEDIATE ... COMMIT``, each
+batch inside its own ``SAVEPOINT`` so that a batch that fails (a ``require`` statement that
+changed no row, a unique conflict, any statement error) rolls back only itself. Callers are
+resolved only after the COMMIT that made their writes durable; if that COMMIT fails, every
+caller of the group gets the error. Reads queued between writes run in the same group, in
+order, so they see the earlier writes their callers awaited. A call is one thread hop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
 
-T = TypeVar("T")
+GROUP_MAX = 256  # calls one COMMIT may cover
+
+# Kinds of queued call.
+_READ = 0  # fn(*args) on the connection; joins a group but needs no transaction of its own
+_WRITE = 1  # fn(*args) writes: runs inside the group's transaction, in its own savepoint
+_PLAIN = 2  # fn(*args) outside any transaction (connect, close, profiler hooks)
+_STOP = object()
+
+
+class _Call:
+    __slots__ = ("args", "error", "fn", "future", "kind", "loop", "result")
+
+    def __init__(self, kind: int, fn: Callable[..., Any], args: tuple[Any, ...],
+                 future: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.kind, self.fn, self.args = kind, fn, args
+        self.future, self.loop = future, loop  # loop None: a concurrent.futures.Future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _settle(calls: Sequence[_Call]) -> None:
+    """On the event loop: set each caller's future (one callback per group and loop)."""
+    for call in calls:
+        fut = call.future
+        if fut.done():  # the caller was cancelled; its write happened all the same
+            continue
+        if call.error is not None:
+            fut.set_exception(call.error)
+        else:
+            fut.set_result(call.result)
+
+
+class _Writer:
+    """The dedicated thread and its queue. ``submit`` runs a plain function on the thread
+    (``concurrent.futures`` style, used by bench/_api_profile.py to profile this thread)."""
+
+    def __init__(self, driver: SQLiteDriver) -> None:
+        self._driver = driver
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name="omium-sqlite", daemon=True)
+        self._thread.start()
+
+    def put(self, call: _Call) -> None:
+        self._queue.put(call)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put(_Call(_PLAIN, fn, args, fut, None))
+        return fut
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _main(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        stopping = False
+        while not stopping:
+            first = get()
+            if first is _STOP:
+                break
+            group = [first]
+            while len(group) < GROUP_MAX:
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                group.append(item)
+            try:
+                self._driver._run_group(group)
+            except BaseException as err:  # never lose a caller, never kill the thread
+                for call in group:
+                    if call.error is None and call.result is None:
+                        call.error = err
+            _deliver(group)
+        leftover = []  # queued after close() by another thread: refuse, never hang
+        while True:
+            try:
+                item = get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                item.error = RuntimeError("store is not connected")
+                leftover.append(item)
+        _deliver(leftover)
+
+
+def _deliver(group: Sequence[_Call]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+    for call in group:
+        if call.loop is None:
+            fut = call.future
+            if not fut.done():
+                if call.error is not None:
+                    fut.set_exception(call.error)
+                else:
+                    fut.set_result(call.result)
+        else:
+            by_loop.setdefault(call.loop, []).append(call)
+    for loop, calls in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, calls)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
 
 
 class SQLiteDriver(Driver):
@@ -23,14 +141,19 @@ class SQLiteDriver(Driver):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._pool: ThreadPoolExecutor | None = None
+        # The writer thread; named _pool for bench/_api_profile.py (it has ``submit``).
+        self._pool: _Writer | None = None
         self._conn: sqlite3.Connection | None = None
+        # For tests and metrics: write calls run, and COMMITs that covered them.
+        self.batches = 0
+        self.commits = 0
+        self.max_group = 0
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omium-sqlite")
-        self._conn = await self._run(self._connect)
+        self._pool = _Writer(self)
+        self._conn = await self._call(_PLAIN, self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -43,73 +166,196 @@ class SQLiteDriver(Driver):
         return conn
 
     async def close(self) -> None:
-        if self._pool is None:
+        writer = self._pool
+        if writer is None:
             return
+        self._pool = None  # later calls: "store is not connected"; queued ones still run
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        writer.put(_Call(_PLAIN, self._disconnect, (), fut, loop))  # after the queued calls
+        writer.stop()
+        try:
+            await fut
+        finally:
+            await asyncio.to_thread(writer.join)
+
+    def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._run(conn.close)
-        self._pool.shutdown(wait=True)
-        self._pool = None
+            conn.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._pool is None:
+    def _call(self, kind: int, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        writer = self._pool
+        if writer is None:
             raise RuntimeError("store is not connected")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        writer.put(_Call(kind, fn, args, fut, loop))
+        return fut
+
+    # -- on the writer thread --------------------------------------------------------------
+
+    def _run_group(self, group: list[_Call]) -> None:
+        """Run one drained group: consecutive transactional calls share a transaction; a
+        plain call (connect, close, ...) runs between transactions."""
+        start = 0
+        for i, call in enumerate(group):
+            if call.kind == _PLAIN:
+                if i > start:
+                    self._run_segment(group[start:i])
+                self._run_plain(call)
+                start = i + 1
+        if start < len(group):
+            self._run_segment(group[start:])
+
+    @staticmethod
+    def _run_plain(call: _Call) -> None:
+        try:
+            call.result = call.fn(*call.args)
+        except BaseException as err:
+            call.error = err
+
+    def _run_segment(self, calls: list[_Call]) -> None:
+        conn = self._conn
+        if conn is None:
+            for call in calls:
+                call.error = RuntimeError("store is not connected")
+            return
+        writes = sum(1 for c in calls if c.kind == _WRITE)
+        if writes == 0:  # reads only: no transaction, as before
+            for call in calls:
+                self._run_plain(call)
+            return
+        if len(calls) == 1:  # alone: its own transaction, no savepoint
+            self._run_alone(conn, calls[0])
+            return
+        # IMMEDIATE takes the write lock up front, so a concurrent writer process waits
+        # (busy_timeout) instead of failing half-way with SQLITE_BUSY on upgrade.
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as err:
+            for call in calls:
+                call.error = err
+            return
+        for i, call in enumerate(calls):
+            try:
+                if call.kind == _WRITE:
+                    conn.execute("SAVEPOINT omium_call")
+                    try:
+                        call.result = call.fn(*call.args)
+                    except BaseException as err:
+                        call.error = err
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK TO omium_call")
+                            conn.execute("RELEASE omium_call")
+                    else:
+                        conn.execute("RELEASE omium_call")
+                else:
+                    self._run_plain(call)
+            except BaseException as err:  # the savepoint machinery itself failed
+                call.error = err
+                self._abandon(conn, calls[:i + 1], err)
+                if i + 1 < len(calls):
+                    self._run_segment(calls[i + 1:])
+                return
+            if not conn.in_transaction:
+                # SQLite rolled the whole transaction back (disk full, I/O error...): the
+                # earlier calls' writes are gone; the later ones get a fresh transaction.
+                self._abandon(conn, calls[:i + 1], call.error or RuntimeError(
+                    "the transaction was rolled back"))
+                if i + 1 < len(calls):
+                    self._run_segment(calls[i + 1:])
+                return
+        try:
+            conn.execute("COMMIT")
+        except BaseException as err:
+            self._abandon(conn, calls, err)
+            return
+        self.commits += 1
+        self.batches += writes
+        if len(calls) > self.max_group:
+            self.max_group = len(calls)
+
+    @staticmethod
+    def _abandon(conn: sqlite3.Connection, calls: Sequence[_Call], err: BaseException) -> None:
+        """The group's transaction is lost: every caller in it gets ``err``."""
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        for call in calls:
+            if call.error is None:
+                call.error = err
+            call.result = None
+
+    def _run_alone(self, conn: sqlite3.Connection, call: _Call) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as err:
+            call.error = err
+            return
+        try:
+            call.result = call.fn(*call.args)
+            conn.execute("COMMIT")
+        except BaseException as err:
+            call.result = None
+            call.error = err
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return
+        self.commits += 1
+        self.batches += 1
+        if self.max_group < 1:
+            self.max_group = 1
 
     def _fetchall(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         assert self._conn is not None
         return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
 
-    async def fetchall(self, sql: str, params: dict[str, Any] | None = None
-                       ) -> list[dict[str, Any]]:
-        return await self._run(self._fetchall, sql, params or {})
-
     def _batch(self, statements: Sequence[Statement], require: Sequence[int] = ()
                ) -> list[int]:
         conn = self._conn
         assert conn is not None
-        # IMMEDIATE takes the write lock up front, so a concurrent writer process waits
-        # (busy_timeout) instead of failing half-way with SQLITE_BUSY on upgrade.
-        conn.execute("BEGIN IMMEDIATE")
+        counts = []
         try:
-            counts = []
             for i, (sql, params) in enumerate(statements):
                 counts.append(conn.execute(sql, params).rowcount)
                 if counts[-1] == 0 and i in require:
                     raise NoRowsError(i)
-            conn.execute("COMMIT")
         except sqlite3.IntegrityError as err:
-            conn.execute("ROLLBACK")
             raise ConflictError(str(err)) from err
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return counts
-
-    async def batch(self, statements: Sequence[Statement], *,
-                    require: Sequence[int] = ()) -> list[int]:
-        return await self._run(self._batch, statements, require)
 
     def _fetch_in_transaction(self, statements: Sequence[Statement]
                               ) -> list[list[dict[str, Any]]]:
         conn = self._conn
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")  # e.g. the single-writer claim: one claimer at a time
-        try:
-            out = [[dict(r) for r in conn.execute(sql, params).fetchall()]
-                   for sql, params in statements]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return out
-
-    async def fetch_in_transaction(self, statements: Sequence[Statement]
-                                   ) -> list[list[dict[str, Any]]]:
-        return await self._run(self._fetch_in_transaction, statements)
+        return [[dict(r) for r in conn.execute(sql, params).fetchall()]
+                for sql, params in statements]
 
     def _fetch_many(self, queries: Sequence[Statement]) -> list[list[dict[str, Any]]]:
         return [self._fetchall(sql, params) for sql, params in queries]
 
+    # -- on the event loop -----------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: dict[str, Any] | None = None
+                       ) -> list[dict[str, Any]]:
+        return await self._call(_READ, self._fetchall, sql, params or {})
+
+    async def batch(self, statements: Sequence[Statement], *,
+                    require: Sequence[int] = ()) -> list[int]:
+        return await self._call(_WRITE, self._batch, statements, require)
+
+    async def fetch_in_transaction(self, statements: Sequence[Statement]
+                                   ) -> list[list[dict[str, Any]]]:
+        # e.g. the single-writer claim: one claimer at a time (this thread runs one call at a
+        # time; BEGIN IMMEDIATE keeps other processes on the same file out)
+        return await self._call(_WRITE, self._fetch_in_transaction, statements)
+
     async def fetch_many(self, queries: Sequence[Statement]) -> list[list[dict[str, Any]]]:
-        return await self._run(self._fetch_many, queries)
+        return await self._call(_READ, self._fetch_many, queries)
+
