@@ -311,3 +311,15 @@ class Server:
             self.log = None
         shutil.rmtree(self.cwd, ignore_errors=True)
         return self.proc.returncode
+
+
+async def api_call(session: Any, method: str, path: str, key: str, body: Any = None,
+                   expect: int = 200) -> Any:
+    """One authenticated JSON request; anything but ``expect`` is an error naming the call."""
+    async with session.request(method, path, json=body,
+                               headers={"Authorization": f"Bearer {key}"}) as r:
+        text = await r.text()
+        if r.status != expect:
+            raise RuntimeError(f"{method} {path} -> {r.status} (expected {expect}): "
+                               f"{text[:500]}")
+        return json.loads(text)

@@ -78,6 +78,7 @@ from bench._api_util import (
     PgDatabase,
     Server,
     SqliteDatabase,
+    api_call,
     create_tenant,
     workflow_definition,
 )
@@ -88,17 +89,6 @@ TARGET_RPS, TARGET_P95_MS, TARGET_P99_MS, TARGET_ERRORS = 1000.0, 500.0, 1000.0,
 
 
 # -- one backend, end to end ------------------------------------------------------------------
-
-async def _api(session: Any, method: str, path: str, key: str, body: Any = None,
-               expect: int = 200) -> Any:
-    async with session.request(method, path, json=body,
-                               headers={"Authorization": f"Bearer {key}"}) as r:
-        text = await r.text()
-        if r.status != expect:
-            raise RuntimeError(f"{method} {path} -> {r.status} (expected {expect}): "
-                               f"{text[:500]}")
-        return json.loads(text)
-
 
 async def run_backend(db: Database, args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
@@ -111,11 +101,11 @@ async def run_backend(db: Database, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.to_thread(server.start)
         definition = workflow_definition()
         async with aiohttp.ClientSession(server.base) as session:
-            wf = await _api(session, "POST", "/api/v1/workflows", key, definition, 201)
-            probe = await _api(session, "POST", "/api/v1/executions", key,
+            wf = await api_call(session, "POST", "/api/v1/workflows", key, definition, 201)
+            probe = await api_call(session, "POST", "/api/v1/executions", key,
                                {"workflow_id": wf["id"],
                                 "inputs": {"applicant_id": "probe", "step": 0}}, 202)
-            await _api(session, "GET", f"/api/v1/executions/{probe['execution_id']}", key)
+            await api_call(session, "GET", f"/api/v1/executions/{probe['execution_id']}", key)
             bad = await session.post("/api/v1/executions", json={
                 "workflow_id": wf["id"], "inputs": {"step": 0}},
                 headers={"Authorization": f"Bearer {key}"})
@@ -141,8 +131,8 @@ async def run_backend(db: Database, args: argparse.Namespace) -> dict[str, Any]:
             tenant2, key2 = await asyncio.to_thread(create_tenant, db.url, "apibench-list",
                                                     server.cwd)
             async with aiohttp.ClientSession(server.base) as session:
-                wf2 = await _api(session, "POST", "/api/v1/workflows", key2, definition, 201)
-                wf2 = await _api(session, "GET", f"/api/v1/workflows/{wf2['id']}", key2)
+                wf2 = await api_call(session, "POST", "/api/v1/workflows", key2, definition, 201)
+                wf2 = await api_call(session, "GET", f"/api/v1/workflows/{wf2['id']}", key2)
             lists = await list_phase(db, server.base, key2, tenant2, wf2, args.list_sizes,
                                      args.list_requests, args.list_concurrency)
         return {"backend": db.name, "baseline": baseline, "mixed": mixed, "lists": lists,

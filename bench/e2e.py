@@ -69,6 +69,7 @@ from bench._api_util import (
     PgDatabase,
     Server,
     SqliteDatabase,
+    api_call,
     create_tenant,
     execution_rows,
     latency_summary,
@@ -77,6 +78,7 @@ from bench._api_util import (
 from bench._common import ROOT, add_postgres_option
 from bench._e2e_gen import SubmitResult, Submitter
 from bench._machine import busy_fraction, cores, free_port, machine_cpu, tree_cpu_s
+from bench._pyspy import PySpy, top_frames
 from bench._workers_util import WorkerProcs
 
 AGENTS = 3
@@ -150,16 +152,6 @@ async def xact_counts(db: PgDatabase) -> tuple[int, int]:
         await conn.close()
 
 
-async def _api(session: Any, method: str, path: str, key: str, body: Any, expect: int) -> Any:
-    async with session.request(method, path, json=body,
-                               headers={"Authorization": f"Bearer {key}"}) as r:
-        text = await r.text()
-        if r.status != expect:
-            raise RuntimeError(f"{method} {path} -> {r.status} (expected {expect}): "
-                               f"{text[:500]}")
-        return json.loads(text)
-
-
 async def wait_for(watch: Watch, want: int, timeout_s: float,
                    submitter: Submitter | None = None) -> tuple[Counter[str], bool,
                                                                 SubmitResult | None]:
@@ -181,54 +173,6 @@ async def wait_for(watch: Watch, want: int, timeout_s: float,
 
 
 # -- one Omium mode, end to end ------------------------------------------------------------------
-
-class PySpy:
-    """``py-spy record --nonblocking --format raw`` of one process tree, to a file."""
-
-    def __init__(self, out: str) -> None:
-        self.out, self.proc = out, None  # type: ignore[var-annotated]
-
-    def start(self, pid: int) -> None:
-        exe = shutil.which("py-spy")
-        if exe is None:
-            log("py-spy is not installed (pip install py-spy): no profile")
-            return
-        self.proc = subprocess.Popen(  # type: ignore[assignment]
-            [exe, "record", "--pid", str(pid), "--nonblocking", "--subprocesses",
-             "--format", "raw", "--rate", "200", "-o", self.out],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        try:
-            _, errout = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, errout = self.proc.communicate()
-        if self.proc.returncode not in (0, -2, 130) or not os.path.exists(self.out):
-            log(f"py-spy exited {self.proc.returncode}: {errout.decode(errors='replace')[-1000:]}")
-
-
-def top_frames(path: str, n: int = 15) -> tuple[int, list[tuple[str, int]]]:
-    """(samples, the ``n`` functions with the most samples as the leaf frame: own time) from
-    a collapsed-stack file. Event-loop and thread-pool waits (``Runner.run``,
-    ``Condition.wait``, ``_worker``) are idle time that ``--nonblocking`` sampling keeps."""
-    own: Counter[str] = Counter()
-    total = 0
-    with open(path) as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            total += int(count)
-            leaf = stack.rsplit(";", 1)[-1]  # "func (file.py:line)": one row per function
-            own[leaf.rsplit(":", 1)[0] + ")" if leaf.endswith(")") else leaf] += int(count)
-    return total, own.most_common(n)
-
 
 async def run_omium(db: Database, args: argparse.Namespace, mode: str) -> dict[str, Any]:
     import aiohttp
@@ -255,7 +199,7 @@ async def run_omium(db: Database, args: argparse.Namespace, mode: str) -> dict[s
         since = time.time() - 1.0
         definition = workflow_definition()
         async with aiohttp.ClientSession(server.base) as session:
-            wf = await _api(session, "POST", "/api/v1/workflows", key, definition, 201)
+            wf = await api_call(session, "POST", "/api/v1/workflows", key, definition, 201)
             if args.history:
                 t = time.perf_counter()
                 rows = execution_rows(list(range(args.history)), set(), tenant_id=tenant,
@@ -269,7 +213,7 @@ async def run_omium(db: Database, args: argparse.Namespace, mode: str) -> dict[s
                     f"{time.perf_counter() - t:.1f} s")
             watch = Watch(db, since)
             await watch.open()
-            await _api(session, "POST", "/api/v1/executions", key,
+            await api_call(session, "POST", "/api/v1/executions", key,
                        {"workflow_id": wf["id"], "inputs": {"applicant_id": "warm", "step": 0}},
                        202)
             counts, ok, _ = await wait_for(watch, 1, 60.0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from omium.status import STATUSES, Status
+
+Item = TypeVar("Item")
 
 
 class _In(BaseModel):
@@ -42,6 +44,11 @@ CURSOR_DOC = ("opaque: pass a page's next_cursor back unchanged for the next pag
               "(null on the last page); any other value is a 422")
 
 
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None = Field(description=CURSOR_DOC)
+
+
 # -- workflows
 class WorkflowCreated(BaseModel):
     id: str
@@ -53,9 +60,7 @@ class WorkflowOut(WorkflowCreated):
     definition: dict[str, Any]
 
 
-class WorkflowPage(BaseModel):
-    items: list[WorkflowCreated]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
+WorkflowPage = Page[WorkflowCreated]
 
 
 # -- executions
@@ -87,9 +92,7 @@ class ExecutionSummary(BaseModel):
     finished_at: float | None
 
 
-class ExecutionPage(BaseModel):
-    items: list[ExecutionSummary]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
+ExecutionPage = Page[ExecutionSummary]
 
 
 class Step(BaseModel):
@@ -230,34 +233,12 @@ class ExecutionDetail(ExecutionSummary):
 
 
 # -- one execution's long lists, a page at a time (oldest first)
-class StepPage(BaseModel):
-    items: list[Step]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
-
-
-class CheckpointPage(BaseModel):
-    items: list[Checkpoint]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
-
-
-class HandoffPage(BaseModel):
-    items: list[Handoff]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
-
-
-class VotePage(BaseModel):
-    items: list[Vote]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
-
-
-class EventPage(BaseModel):
-    items: list[Event]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
-
-
-class UsagePage(BaseModel):
-    items: list[UsageRecordOut]
-    next_cursor: str | None = Field(description=CURSOR_DOC)
+StepPage = Page[Step]
+CheckpointPage = Page[Checkpoint]
+HandoffPage = Page[Handoff]
+VotePage = Page[Vote]
+EventPage = Page[Event]
+UsagePage = Page[UsageRecordOut]
 
 
 # -- tenants
