@@ -369,6 +369,10 @@ def report(results: list[dict[str, Any]], dbos: dict[str, Any] | str | None,
         print(f"{labels[r['mode']]:<34} {r['accepted_per_s']:>10.0f} "
               f"{_f(r['completed_per_s'], '.0f'):>11} {r['submit']['p50_ms']:>8.1f} "
               f"{r['submit']['p99_ms']:>8.1f} {'yes' if r['drained'] else 'NO':>8} {cpu:>24}")
+        busy = c["machine_busy"]
+        print(f"  load generator {_f(c['generator_s'])} CPU s; machine busy "
+              f"{'-' if busy is None else f'{100 * busy:.0f}%'} over the run; "
+              f"{r['completion_s'] or 0:.2f} s from the first submit to the last completion")
         if not r["drained"]:
             print(f"  not drained: statuses {r['statuses']}, errors {r['errors']}")
         for s in r["error_samples"]:

@@ -229,6 +229,8 @@ async def test_a_run_cancelled_meanwhile_stays_cancelled(sqlite_store: Store, tm
     assert result.status == "cancelled"
     rec = await sqlite_store.get_execution("cx")
     assert rec is not None and rec.status == "cancelled"
+    # Both outputs are kept (the last one could not complete it: it is saved on its own).
+    assert [c.agent_id for c in await sqlite_store.get_checkpoints("cx")] == ["a", "b"]
 
 
 async def test_the_rollback_budget_spans_resumes(sqlite_store: Store, tmp_path,

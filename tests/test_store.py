@@ -43,7 +43,8 @@ CONFORMANCE = {
     "update_execution": f"{_EXEC}::test_update_execution_with_expected_status_is_conditional",
     "apply_review": f"{_EXEC}::test_a_review_applies_once_and_all_at_once",
     "request_cancel": f"{_EXEC}::test_a_cancel_records_its_event_and_an_ended_execution_refuses",
-    "save_checkpoint": f"{_EXEC}::test_one_live_checkpoint_per_agent_and_rollback_supersedes",
+    "save_checkpoint": f"{_EXEC}::test_the_last_checkpoint_finishes_the_execution_in_its_"
+                       "transaction",
     "get_checkpoints": f"{_EXEC}::test_one_live_checkpoint_per_agent_and_rollback_supersedes",
     "supersede_checkpoints":
         f"{_EXEC}::test_one_live_checkpoint_per_agent_and_rollback_supersedes",

@@ -125,6 +125,39 @@ async def test_one_live_checkpoint_per_agent_and_rollback_supersedes(store: Stor
                                                           ({"again": 2}, False)]
 
 
+async def test_the_last_checkpoint_finishes_the_execution_in_its_transaction(
+        store: Store) -> None:
+    done = {"status": "completed", "decision": "approve", "result": {"decision": "approve"},
+            "finished_at": 5.0, "lease_owner": None, "lease_expires_at": None}
+    await store.create_execution(execution("f1"))
+    claim = await store.claim_execution("w", 10)
+    assert claim is not None
+    epoch = claim[0].lease_epoch
+    assert await store.save_checkpoint(checkpoint("f1", "a"), handoffs=[handoff("f1")],
+                                       epoch=epoch, finish=done)
+    rec = await store.get_execution("f1")
+    assert rec is not None and (rec.status, rec.decision, rec.result, rec.finished_at,
+                                rec.lease_owner) == ("completed", "approve",
+                                                     {"decision": "approve"}, 5.0, None)
+    # Not running (still queued here; cancelled, in a run): nothing at all is written.
+    await store.create_execution(execution("f2"))
+    with pytest.raises(ExecutionStateError):
+        await store.save_checkpoint(checkpoint("f2", "a"), handoffs=[handoff("f2")],
+                                    finish=done)
+    assert await store.get_checkpoints("f2") == [] and await store.get_handoffs("f2") == []
+    rec = await store.get_execution("f2")
+    assert rec is not None and rec.status == "queued"
+    # A stale epoch is still the fence's error, and writes nothing either.
+    claim = await store.claim_execution("w", 10)
+    assert claim is not None and claim[0].id == "f2"
+    with pytest.raises(StaleLeaseError):
+        await store.save_checkpoint(checkpoint("f2", "a"), epoch=claim[0].lease_epoch - 1,
+                                    finish=done)
+    assert await store.get_checkpoints("f2") == []
+    rec = await store.get_execution("f2")
+    assert rec is not None and rec.status == "running"
+
+
 async def test_handoffs_and_events_round_trip_behind_the_fence(store: Store) -> None:
     await store.create_execution(execution("h1"))
     sent = [handoff("h1", "b"), handoff("h1", "c", status="failed")]

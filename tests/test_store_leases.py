@@ -53,7 +53,12 @@ async def test_expired_lease_is_reclaimed_and_the_old_epoch_is_fenced(store: Sto
     assert await store.renew_lease("x", old, 10) == (False, False)
     # Nothing of the stale writes landed; the new owner writes normally.
     assert [c.agent_id for c in await store.get_checkpoints("x")] == ["a"]
-    assert [e.type for e in await store.get_events("x")] == []
+    # Only the claims' own events (written by each claim): no "stale" one.
+    events = await store.get_events("x")
+    assert [(e.type, e.data) for e in events] == [
+        ("claimed", {"worker": "w1", "epoch": old, "reclaimed": False}),
+        ("claimed", {"worker": "w2", "epoch": new, "reclaimed": True}),
+        ("failure_detected", {"failure_type": "worker_lost", "recoveries": 1})]
     assert await store.save_checkpoint(checkpoint("x", "b"), epoch=new)
     assert await store.update_execution("x", status="completed", epoch=new)
     cps = await store.get_checkpoints("x")

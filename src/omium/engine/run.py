@@ -21,7 +21,7 @@ from omium.engine.failures import Failure
 from omium.engine.graph import Node, WorkflowGraph
 from omium.engine.recovery import Recovered, Recovery, Rollback, Verdict
 from omium.engine.result import ExecutionResult
-from omium.errors import HandoffValidationError
+from omium.errors import ExecutionStateError, HandoffValidationError
 from omium.status import Status
 from omium.store.base import ExecutionStore
 from omium.store.records import (
@@ -60,6 +60,8 @@ class Run:
         self.done: dict[str, Any] = {}
         self.failed: dict[str, Failure] = {}
         self.reused: list[str] = []
+        # The final update, when the last checkpoint carried it (see _completion).
+        self._completed: dict[str, Any] | None = None
         self.votes: dict[str, dict[str, Any]] = {}
         self.recovery = Recovery(store, graph, rec.id, epoch=epoch, emit=self._emit,
                                  attempts=self._attempts)
@@ -204,9 +206,18 @@ class Run:
         ok, served_by = recovered.ok, recovered.served_by
         cp = CheckpointRecord(self.rec.id, node.id, node.index, ok.attempt, ok.output,
                               ok.started_at, ok.finished_at, served_by)
-        if not await self.store.save_checkpoint(cp, handoffs, recovered.events, epoch=self.epoch):
+        finish = self._completion(node.id, ok.output)
+        try:
+            saved = await self.store.save_checkpoint(cp, handoffs, recovered.events,
+                                                     epoch=self.epoch, finish=finish)
+        except ExecutionStateError:  # cancelled meanwhile: keep the output, leave the status
+            finish = None
+            saved = await self.store.save_checkpoint(cp, handoffs, recovered.events,
+                                                     epoch=self.epoch)
+        if not saved:
             # Someone else (a concurrent resume) checkpointed this agent first: theirs wins.
             return await self._existing_output(node.id)
+        self._completed = finish
         for ev in recovered.events:
             metrics.recovery_success.labels(ev.data["strategy"]).inc()
         self._emit("agent_finished", node.id, attempts=ok.attempt, served_by=served_by,
@@ -245,11 +256,26 @@ class Run:
                        f"agreement {result.agreement_level:.2f} does not meet: {result.rule}")
 
     # -- the end
-    def _summary(self) -> dict[str, Any]:
-        results = {k: v for k, v in self.done.items() if self.graph.nodes[k].agent is not None
+    def _completion(self, node_id: str, output: Any) -> dict[str, Any] | None:
+        """The final update if ``node_id`` is the last node and every other one succeeded
+        (then its checkpoint completes the execution in the same transaction: one write
+        fewer per execution), else None."""
+        if self.failed or len(self.done) != len(self.graph.nodes) - 1 or node_id in self.done:
+            return None
+        summary = self._summary({**self.done, node_id: output})
+        fields: dict[str, Any] = {"status": Status.COMPLETED, "decision": summary["decision"],
+                                  "result": summary, "finished_at": time.time(),
+                                  "failed_agent": None, "failure_type": None, "error": None}
+        if self.epoch is not None:
+            fields.update(lease_owner=None, lease_expires_at=None)
+        return fields
+
+    def _summary(self, done: dict[str, Any] | None = None) -> dict[str, Any]:
+        done = self.done if done is None else done
+        results = {k: v for k, v in done.items() if self.graph.nodes[k].agent is not None
                    or self.graph.nodes[k].spec is not None}
-        sinks = [n.id for n in self.graph.sinks if n.id in self.done]
-        output = self.done[sinks[0]] if len(sinks) == 1 else {s: self.done[s] for s in sinks}
+        sinks = [n.id for n in self.graph.sinks if n.id in done]
+        output = done[sinks[0]] if len(sinks) == 1 else {s: done[s] for s in sinks}
         consensus = list(self.votes.values())[-1] if self.votes else None
         if consensus is not None and any(self.graph.nodes[s].is_vote for s in sinks):
             decision = consensus.get("decision")
@@ -280,9 +306,11 @@ class Run:
         finished = time.time() if status in (Status.COMPLETED, Status.FAILED) else None
         if self.epoch is not None:  # done with the lease: nothing left for a worker to claim
             fields.update(lease_owner=None, lease_expires_at=None)
+        if self._completed is not None and status == Status.COMPLETED:
+            summary = self._completed["result"]  # written with the last checkpoint
         # Only from running: an execution cancelled meanwhile (a CLI run has no lease to
         # fence it) stays cancelled; its outputs are still saved as checkpoints.
-        if not await self.store.update_execution(
+        elif not await self.store.update_execution(
                 self.rec.id, status=status, epoch=self.epoch, expect_status=[Status.RUNNING],
                 decision=summary["decision"], result=summary, finished_at=finished, **fields):
             current = await self.store.get_execution(self.rec.id)

@@ -206,20 +206,15 @@ class Worker:
         epoch = rec.lease_epoch
         try:
             plan = self._plan(rec)
-            events = [EventRecord(rec.id, "claimed", None, {"worker": self.id, "epoch": epoch,
-                                                            "reclaimed": reclaimed}, time.time())]
+            # The claim wrote the "claimed" (and, reclaimed, "failure_detected") events.
             if reclaimed:
                 metrics.lease_reclaims.inc()
                 metrics.failures_detected.labels("worker_lost").inc()
-                events.append(EventRecord(rec.id, "failure_detected", None,
-                                          {"failure_type": "worker_lost",
-                                           "recoveries": rec.recoveries}, time.time()))
                 limit = plan.workflow.max_recoveries
                 limit = self.max_recoveries if limit is None else limit
                 if rec.recoveries > limit:
-                    await self._dead_letter(rec, plan, epoch, limit, events)
+                    await self._dead_letter(rec, plan, epoch, limit)
                     return
-            await self.store.add_events(events, epoch=epoch)
             # A first claim of a never-run execution has no checkpoints to read.
             fresh = epoch == 1 and rec.result is None and not reclaimed
             drive = asyncio.ensure_future(
@@ -247,8 +242,8 @@ class Worker:
         else:
             self.completed += 1
 
-    async def _dead_letter(self, rec: ExecutionRecord, plan: WorkflowGraph, epoch: int, limit: int,
-                           events: list[EventRecord]) -> None:
+    async def _dead_letter(self, rec: ExecutionRecord, plan: WorkflowGraph, epoch: int,
+                           limit: int) -> None:
         """Fail a poison execution without running any agent, and give up its lease."""
         done = {cp.agent_id for cp in await self.store.get_checkpoints(rec.id)}
         # What was running when the workers died: the agents whose inputs were all ready.
@@ -259,9 +254,9 @@ class Worker:
                  f"(max_recoveries {limit}){agents}; fix the cause, then resume it")
         metrics.failures_detected.labels("max_recoveries_exceeded").inc()
         log.error("execution %s dead-lettered: %s", rec.id, error)
-        events.append(EventRecord(rec.id, "dead_lettered", None, {
+        events = [EventRecord(rec.id, "dead_lettered", None, {
             "failure_type": "max_recoveries_exceeded", "recoveries": rec.recoveries,
-            "max_recoveries": limit, "agents": in_flight}, time.time()))
+            "max_recoveries": limit, "agents": in_flight}, time.time())]
         await self.store.update_execution(
             rec.id, status=Status.FAILED, epoch=epoch, expect_status=[Status.RUNNING],
             events=events, failure_type="max_recoveries_exceeded", error=error,

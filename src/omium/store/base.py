@@ -14,7 +14,7 @@ still has that lease epoch, else they raise ``StaleLeaseError`` and write nothin
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from omium.store.records import (
@@ -113,9 +113,15 @@ class ExecutionStore(Protocol):
                               handoffs: Sequence[HandoffRecord] = (),
                               events: Sequence[EventRecord] = (),
                               consensus: ConsensusRecord | None = None,
-                              epoch: int | None = None) -> bool:
+                              epoch: int | None = None,
+                              finish: Mapping[str, Any] | None = None) -> bool:
         """Write the checkpoint with pending handoff records, events and a vote's result in
-        one transaction. False (nothing written) if the agent already has a live checkpoint."""
+        one transaction. False (nothing written) if the agent already has a live checkpoint.
+
+        ``finish`` (the last agent of a run): the execution's final ``status`` and fields
+        (as ``update_execution`` takes them) in the same transaction, applied only while it
+        is running; if it is not (cancelled meanwhile) nothing is written and
+        ``ExecutionStateError`` is raised."""
 
     @abstractmethod
     async def get_checkpoints(self, execution_id: str, *,
@@ -267,7 +273,9 @@ class LeaseStore(Protocol):
         ``[(it with its new lease epoch, reclaimed), ...]``, oldest first; ``[]`` if none.
         While a suspect (a lease expired, or requeued after a reclaim) waits, at most one:
         the oldest claimable with ``suspects=True``, none with ``suspects=False``. O(limit
-        log n) whatever the history."""
+        log n) whatever the history. The same transaction records each claim's events:
+        ``claimed`` {worker, epoch, reclaimed}, and for a reclaim ``failure_detected``
+        {failure_type: worker_lost, recoveries}."""
 
     @abstractmethod
     async def renew_lease(self, execution_id: str, epoch: int,

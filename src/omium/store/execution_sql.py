@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omium.errors import ExecutionStateError, IdempotencyKeyReusedError
@@ -240,16 +240,26 @@ class ExecutionSql:
                               handoffs: Sequence[HandoffRecord] = (),
                               events: Sequence[EventRecord] = (),
                               consensus: ConsensusRecord | None = None,
-                              epoch: int | None = None) -> bool:
+                              epoch: int | None = None,
+                              finish: Mapping[str, Any] | None = None) -> bool:
         stmts = [sql.checkpoint(cp, epoch)]
         stmts += [sql.handoff(h) for h in handoffs]
         stmts += [sql.event(e) for e in events]
         if consensus is not None:
             stmts.append(sql.consensus(consensus))
+        require = []
+        if finish is not None:  # the run's last write: its final status commits with it
+            fields = dict(finish)
+            status = fields.pop("status")
+            require.append(len(stmts))
+            stmts.append(sql.update_execution(cp.execution_id, status, [Status.RUNNING], fields))
         try:
-            await sql.fenced(self._driver, cp.execution_id, epoch, stmts)
+            await sql.fenced(self._driver, cp.execution_id, epoch, stmts, require=require)
         except ConflictError:
             return False  # a live checkpoint exists: another run finished this agent first
+        except NoRowsError:
+            raise ExecutionStateError(f"execution {cp.execution_id} is no longer running"
+                                      ) from None
         return True
 
     async def get_checkpoints(self, execution_id: str, *,

@@ -59,22 +59,49 @@ _CANDIDATES = (f"SELECT id, status AS old_status, created_at FROM "
                f"SELECT * FROM ({_branch(_EXPIRED)})) ORDER BY created_at LIMIT {_TAKE_N}")
 
 
+# The claim's events, written by the claim itself (no write per execution for them): each
+# claimed row gets ``claimed`` {worker, epoch, reclaimed}, and a reclaimed one then
+# ``failure_detected`` {failure_type: worker_lost, recoveries}. ``{src}`` has the rows as they
+# are after the claim (id, created_at, lease_epoch, recoveries, old_status).
+_CLAIM_EVENTS = (
+    "INSERT INTO events (execution_id, ts, type, agent_id, data) "
+    "SELECT id, :now, type, NULL, data FROM ("
+    "SELECT id, created_at, 0 AS k, 'claimed' AS type, "
+    "{obj}('worker', CAST(:w AS TEXT), 'epoch', lease_epoch, 'reclaimed', {reclaimed}){cast} "
+    "AS data FROM {src} UNION ALL "
+    "SELECT id, created_at, 1 AS k, 'failure_detected' AS type, "
+    "{obj}('failure_type', 'worker_lost', 'recoveries', recoveries){cast} AS data "
+    "FROM {src} WHERE old_status = 'running') ev ORDER BY created_at, id, k")
+
+
 def _claim_statements(dialect: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """PostgreSQL: one statement; SKIP LOCKED lets many workers claim different rows at once
     (FOR UPDATE per branch: it cannot lock through a UNION), and the CTE reads the old
     status. SQLite: a BEGIN IMMEDIATE transaction, so claimers are serialised (single
-    writer); it reads the old statuses first, then takes the same rows."""
+    writer); it reads the old statuses first, writes the events of the rows it is about to
+    take (the candidates cannot change inside the transaction), then takes the same rows."""
     if dialect == "postgresql":
         lock = " FOR UPDATE SKIP LOCKED"
+        # json_build_object is json; the events' data column is text.
+        events = _CLAIM_EVENTS.format(obj="json_build_object", cast="::text", src="u",
+                                      reclaimed="old_status = 'running'")
         return [(f"WITH q AS ({_branch(_QUEUED, lock)}), r AS ({_branch(_EXPIRED, lock)}), "
                  "c AS (SELECT id, status AS old_status, created_at FROM "
                  "(SELECT * FROM q UNION ALL SELECT * FROM r) u "
-                 f"ORDER BY created_at LIMIT {_TAKE_N}) "
-                 f"UPDATE executions SET {_SET_CLAIMED} FROM c WHERE executions.id = c.id "
-                 "RETURNING executions.*, c.old_status", params)]
-    return [(_CANDIDATES, params),
+                 f"ORDER BY created_at LIMIT {_TAKE_N}), "
+                 f"u AS (UPDATE executions SET {_SET_CLAIMED} FROM c WHERE executions.id = c.id "
+                 "RETURNING executions.*, c.old_status), "
+                 f"ev AS ({events}) SELECT * FROM u", params)]
+    after = ("(SELECT c.id, c.created_at, c.old_status, e.lease_epoch + 1 AS lease_epoch, "
+             "e.recoveries + CASE WHEN c.old_status = 'running' THEN 1 ELSE 0 END "
+             f"AS recoveries FROM ({_CANDIDATES}) c JOIN executions e ON e.id = c.id)")
+    events = _CLAIM_EVENTS.format(
+        obj="json_object", cast="", src=after,
+        reclaimed="json(CASE WHEN old_status = 'running' THEN 'true' ELSE 'false' END)")
+    return [(_CANDIDATES, params), (events, params),
             (f"UPDATE executions SET {_SET_CLAIMED} WHERE id IN "
              f"(SELECT id FROM ({_CANDIDATES})) RETURNING *", params)]
+
 
 
 def _renew_statement(held: Sequence[tuple[str, int]], lease_s: float
