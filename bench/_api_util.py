@@ -48,10 +48,12 @@ SUBMIT_SCHEMA: dict[str, Any] = {
 }
 
 
-def workflow_definition() -> dict[str, Any]:
+def workflow_definition(agent: str = "sync") -> dict[str, Any]:
     """Three no-op Python agents in sequence (``bench.agents:noop``, resolved from the
-    server's working directory: the repository root), an input schema on the first."""
-    agents = noop_chain(3)
+    server's working directory: the repository root; ``agent="async"``: ``anoop``), an input
+    schema on the first."""
+    agents = noop_chain(3, callable_ref="bench.agents:anoop" if agent == "async"
+                        else "bench.agents:noop")
     agents[0]["input_schema"] = SUBMIT_SCHEMA
     return {"name": "api_load_noop3", "execution_order": "sequential", "agents": agents}
 

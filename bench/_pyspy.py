@@ -27,7 +27,7 @@ class PySpy:
             return
         self.proc = subprocess.Popen(  # type: ignore[assignment]
             [exe, "record", "--pid", str(pid), "--nonblocking", "--subprocesses",
-             "--format", "raw", "--rate", "200", "-o", self.out],
+             "--format", "raw", "--rate", "500", "-o", self.out],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> None:

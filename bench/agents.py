@@ -33,17 +33,24 @@ def noop(inputs: dict[str, Any]) -> dict[str, Any]:
     return {"applicant_id": inputs["applicant_id"], "step": inputs["step"] + 1}
 
 
+async def anoop(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``noop`` as a coroutine: what an agent that awaits its LLM call costs the engine (no
+    worker thread)."""
+    return {"applicant_id": inputs["applicant_id"], "step": inputs["step"] + 1}
+
+
 # What a chain of no-ops starts from (step_overhead.py, workers.py).
 NOOP_INPUTS: dict[str, Any] = {"applicant_id": "APP-2025-0142", "step": 0}
 
 
-def noop_chain(n_agents: int, input_schema: dict[str, Any] | None = None
-               ) -> list[dict[str, Any]]:
+def noop_chain(n_agents: int, input_schema: dict[str, Any] | None = None,
+               callable_ref: str = "bench.agents:noop") -> list[dict[str, Any]]:
     """The agents of a workflow: ``agent_0`` ... ``agent_{n-1}``, each a Python agent calling
-    ``noop``, each with ``input_schema`` (the same object) when one is given."""
+    ``noop`` (or ``callable_ref``), each with ``input_schema`` (the same object) when one is
+    given."""
     extra = {} if input_schema is None else {"input_schema": input_schema}
     return [{"id": f"agent_{i}", "framework": "python",
-             "definition": {"callable": "bench.agents:noop"}, **extra}
+             "definition": {"callable": callable_ref}, **extra}
             for i in range(n_agents)]
 
 

@@ -197,7 +197,7 @@ async def run_omium(db: Database, args: argparse.Namespace, mode: str) -> dict[s
                                   poll_s=0.2, grace_s=10.0)
             workers.start()
         since = time.time() - 1.0
-        definition = workflow_definition()
+        definition = workflow_definition(args.agents)
         async with aiohttp.ClientSession(server.base) as session:
             wf = await api_call(session, "POST", "/api/v1/workflows", key, definition, 201)
             if args.history:
@@ -354,7 +354,8 @@ def _f(x: float | None, fmt: str = ".1f") -> str:
 
 def report(results: list[dict[str, Any]], dbos: dict[str, Any] | str | None,
            args: argparse.Namespace, skipped: dict[str, str]) -> dict[str, Any]:
-    print(f"\n== e2e: {args.executions:,} executions of a {AGENTS}-agent no-op workflow, "
+    print(f"\n== e2e: {args.executions:,} executions of a {AGENTS}-agent no-op workflow "
+          f"({args.agents} agents), "
           f"{args.connections} connections, history {args.history:,}, {cores()} cores "
           "(shared: noisy) ==")
     head = (f"{'mode':<34} {'accepted/s':>10} {'completed/s':>11} {'p50 ms':>8} "
@@ -428,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="completed executions inserted before the run (default 0)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds to wait for the N executions per mode (default 600)")
+    parser.add_argument("--agents", choices=("sync", "async"), default="sync",
+                        help="the no-op agents: plain functions (run in worker threads, the "
+                             "default) or coroutines")
     parser.add_argument("--skip-dbos", action="store_true", help="no DBOS Transact row")
     parser.add_argument("--skip-postgres", action="store_true", help="no PostgreSQL row")
     parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite row")
