@@ -288,7 +288,8 @@ class Run:
 
     async def _finish(self, stop: Failure | None, pause: Failure | VotePause | None
                       ) -> ExecutionResult:
-        summary = self._summary()
+        # The last checkpoint may have written the summary with the final status already.
+        summary = self._completed["result"] if self._completed is not None else self._summary()
         fields: dict[str, Any] = {"failed_agent": None, "failure_type": None, "error": None}
         if stop is not None:
             status = Status.FAILED
@@ -306,11 +307,10 @@ class Run:
         finished = time.time() if status in (Status.COMPLETED, Status.FAILED) else None
         if self.epoch is not None:  # done with the lease: nothing left for a worker to claim
             fields.update(lease_owner=None, lease_expires_at=None)
-        if self._completed is not None and status == Status.COMPLETED:
-            summary = self._completed["result"]  # written with the last checkpoint
+        written = self._completed is not None and status == Status.COMPLETED  # by the last cp
         # Only from running: an execution cancelled meanwhile (a CLI run has no lease to
         # fence it) stays cancelled; its outputs are still saved as checkpoints.
-        elif not await self.store.update_execution(
+        if not written and not await self.store.update_execution(
                 self.rec.id, status=status, epoch=self.epoch, expect_status=[Status.RUNNING],
                 decision=summary["decision"], result=summary, finished_at=finished, **fields):
             current = await self.store.get_execution(self.rec.id)

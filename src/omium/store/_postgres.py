@@ -55,12 +55,10 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 class PostgresDriver(Driver):
     dialect = "postgresql"
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
-                 group_commit: bool = True) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
         self.min_size, self.max_size = min_size, max_size
         self._pool: asyncpg.Pool | None = None
-        self.group_commit = group_commit
         self._pending: list[_Pending] = []
         self._committer: asyncio.Task[None] | None = None
         self.commits = self.batches = self.max_group = 0  # what the tests check
@@ -91,8 +89,6 @@ class PostgresDriver(Driver):
 
     async def batch(self, statements: Sequence[Statement], *,
                     require: Sequence[int] = ()) -> list[int]:
-        if not self.group_commit:
-            return await self._batch_alone(statements, require)
         self.batches += 1
         pending = _Pending(statements, require)
         self._pending.append(pending)
