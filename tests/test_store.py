@@ -84,6 +84,7 @@ CONFORMANCE = {
     "renew_leases": "test_claim_plans::test_one_renewal_for_all_leases_refuses_moved_epochs",
     "release_lease": f"{_LEASE}::test_renew_release_and_cancel",
     "queue_depth": f"{_LEASE}::test_queue_depth_counts_what_waits_for_a_worker",
+    "queue_signal": f"{_LEASE}::test_the_queue_signal_fires_for_whatever_queues_an_execution",
     "worker_heartbeat": f"{_LEASE}::test_workers_heartbeat",
     "worker_stopped": f"{_LEASE}::test_workers_heartbeat",
     "live_workers": f"{_LEASE}::test_workers_heartbeat",

@@ -98,6 +98,31 @@ async def test_queue_depth_counts_what_waits_for_a_worker(store: Store) -> None:
     assert await store.queue_depth() == 2
 
 
+async def test_the_queue_signal_fires_for_whatever_queues_an_execution(store: Store) -> None:
+    """Submits, requeues and released leases wake an idle worker of this process; a CLI run
+    (created running), a repeated submit and a refused release do not."""
+    signal = store.queue_signal()
+    await store.create_execution(execution("cli", status="running"))
+    assert not signal.is_set()
+    await store.create_execution(execution("s"))
+    assert signal.is_set()
+    signal = store.queue_signal()  # the next one waits for the next queuing
+    assert not signal.is_set()
+    await store.create_execution(execution("s"))  # already there: nothing queued
+    assert not signal.is_set()
+    claimed = await store.claim_execution("w", 10)
+    assert claimed is not None
+    assert not await store.release_lease("s", claimed[0].lease_epoch + 1)  # not ours
+    assert not signal.is_set()
+    assert await store.release_lease("s", claimed[0].lease_epoch)
+    assert signal.is_set()
+    signal = store.queue_signal()
+    assert await store.update_execution("cli", status="failed")
+    assert not signal.is_set()
+    assert await store.update_execution("cli", status="queued", expect_status=["failed"])
+    assert signal.is_set()
+
+
 async def test_workers_heartbeat(store: Store) -> None:
     await store.worker_heartbeat("w1", "host", 1, 2)
     await store.worker_heartbeat("w2", "host", 2, 0)

@@ -90,6 +90,23 @@ async def test_in_process_workers_complete_queued_executions(store: Store, tmp_p
     assert rec.lease_owner is None and rec.lease_epoch == 1
 
 
+async def test_an_idle_worker_starts_what_its_process_submits_at_once(store: Store,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """``omium serve``'s workers share the API's store: a submit wakes an idle one, which
+    otherwise would wait for its next poll (an hour here) to start it."""
+    monkeypatch.setenv("OMIUM_TEST_EFFECTS", str(tmp_path / "fx"))
+    stop = asyncio.Event()
+    worker = Worker(store, poll_s=3600, lease_s=5)
+    task = asyncio.ensure_future(worker.run(stop))
+    for n in range(1, 4):  # the first is found by the first claim; the rest wake the worker
+        ids = await _submit(store, 1, _definition(), prefix=f"wake{n}-")
+        await _wait_for(store, ids, {"completed"}, 20)
+        assert worker.completed == n
+    stop.set()
+    await task
+
+
 async def test_paused_worker_is_fenced_after_its_lease_is_reclaimed(
         database_url: str, tmp_path: Path) -> None:
     effects = tmp_path / "fx"

@@ -13,6 +13,7 @@ still has that lease epoch, else they raise ``StaleLeaseError`` and write nothin
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -291,6 +292,13 @@ class LeaseStore(Protocol):
     @abstractmethod
     async def release_lease(self, execution_id: str, epoch: int) -> bool:
         """Give an unfinished execution back to the queue; False if it is no longer ours."""
+
+    @abstractmethod
+    def queue_signal(self) -> asyncio.Event:
+        """An event set the next time this process queues an execution on this store (a
+        submit, a requeue, a released lease): take it before looking at the queue, and an
+        idle worker wakes at once instead of at its next poll. What another process queues
+        is seen at the poll."""
 
     @abstractmethod
     async def queue_depth(self) -> int:

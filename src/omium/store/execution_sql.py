@@ -25,6 +25,7 @@ from omium.store._rows import (
     dump,
     load,
 )
+from omium.store._signal import QueueSignal
 from omium.store.records import (
     CheckpointRecord,
     ConsensusRecord,
@@ -85,6 +86,7 @@ _FLAG_CANCEL = ("UPDATE executions SET cancel_requested = 1, updated_at = :ts WH
 class ExecutionSql:
     _driver: Driver
     _known_workflows: set[str]  # ids this process stored: skip the write
+    _queue: QueueSignal
 
     # -- workflows
     async def put_workflow(self, name: str, definition: dict[str, Any],
@@ -139,6 +141,8 @@ class ExecutionSql:
              "tenant": rec.tenant_id, "ts": now, "key": rec.idempotency_key})
         if created:  # what we wrote is what is stored: save the read
             rec.created_at = rec.updated_at = now
+            if rec.status == Status.QUEUED:
+                self._queue.queued()
             return rec, True
         existing_id = rec.id
         if rec.idempotency_key is not None:  # the same key returns the same execution
@@ -184,6 +188,8 @@ class ExecutionSql:
             await sql.fenced(self._driver, execution_id, epoch, stmts, require=[0])
         except NoRowsError:
             return False
+        if status == Status.QUEUED:
+            self._queue.queued()
         return True
 
     async def apply_review(self, execution_id: str, decision: str, *, status: str,
@@ -200,6 +206,8 @@ class ExecutionSql:
             await self._driver.batch(stmts, require=[0, 1] if vote is not None else [0])
         except (NoRowsError, ConflictError):  # not awaiting review, or reviewed already
             return False
+        if status == Status.QUEUED:
+            self._queue.queued()
         return True
 
     async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None:

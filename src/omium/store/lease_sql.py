@@ -3,6 +3,7 @@ worker heartbeats."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from omium.status import Status
 from omium.store._driver import Driver
 from omium.store._rows import EXECUTION, count
+from omium.store._signal import QueueSignal
 from omium.store.records import ExecutionRecord
 
 # Every statement here probes one index (migration 0005), so a claim costs O(log n) however
@@ -129,6 +131,10 @@ _LIVE_WORKERS = ("SELECT COUNT(*) AS n FROM workers WHERE stopped_at IS NULL "
 
 class LeaseSql:
     _driver: Driver
+    _queue: QueueSignal
+
+    def queue_signal(self) -> asyncio.Event:
+        return self._queue.current()
 
     async def claim_executions(self, worker_id: str, lease_s: float, limit: int, *,
                                suspects: bool = True) -> list[tuple[ExecutionRecord, bool]]:
@@ -183,8 +189,11 @@ class LeaseSql:
     async def release_lease(self, execution_id: str, epoch: int) -> bool:
         """Give an unfinished execution back to the queue (graceful shutdown). The epoch moves
         on, so nothing the releasing worker might still write can land."""
-        return bool(await self._driver.execute(
+        released = bool(await self._driver.execute(
             _RELEASE, {"e": execution_id, "epoch": epoch, "ts": time.time()}))
+        if released:
+            self._queue.queued()
+        return released
 
     async def queue_depth(self) -> int:
         """Queued executions: a count over the queue's own index (bounded by the queue)."""

@@ -4,6 +4,7 @@ protocol of ``omium.store.base``."""
 from __future__ import annotations
 
 from omium.store._driver import Driver
+from omium.store._signal import QueueSignal
 from omium.store.base import Store
 from omium.store.billing_sql import BillingSql
 from omium.store.execution_sql import ExecutionSql
@@ -21,6 +22,7 @@ class SqlStore(ExecutionSql, BillingSql, TenantSql, LeaseSql, Store):
         self._migration_url = migration_url
         self._connected = False
         self._known_workflows = set()
+        self._queue = QueueSignal()
 
     async def connect(self) -> None:
         if self._connected:
