@@ -71,6 +71,9 @@ def latency_summary(latencies_s: list[float]) -> dict[str, float]:
 
 # -- databases ------------------------------------------------------------------------------
 
+_COMPLETED = "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 AND status = 'completed'"
+
+
 class Database:
     """A throwaway database the server runs on; the benchmark's own direct access to it."""
 
@@ -82,6 +85,7 @@ class Database:
     async def close(self) -> None: ...
     async def insert_executions(self, rows: list[tuple[Any, ...]]) -> None: ...
     async def count(self, tenant_id: str | None = None) -> int: ...
+    async def completed(self, tenant_id: str) -> int: ...
 
 
 class SqliteDatabase(Database):
@@ -111,6 +115,13 @@ class SqliteDatabase(Database):
                 return int(conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0])
             return int(conn.execute("SELECT COUNT(*) FROM executions WHERE tenant_id = ?",
                                     (tenant_id,)).fetchone()[0])
+        finally:
+            conn.close()
+
+    async def completed(self, tenant_id: str) -> int:
+        conn = self._connect()
+        try:
+            return int(conn.execute(_COMPLETED.replace("$1", "?"), (tenant_id,)).fetchone()[0])
         finally:
             conn.close()
 
@@ -156,6 +167,10 @@ class PgDatabase(Database):
                 return int(await conn.fetchval("SELECT COUNT(*) FROM executions"))
             return int(await conn.fetchval(
                 "SELECT COUNT(*) FROM executions WHERE tenant_id = $1", tenant_id))
+
+    async def completed(self, tenant_id: str) -> int:
+        async with self._connect() as conn:
+            return int(await conn.fetchval(_COMPLETED, tenant_id))
 
     async def close(self) -> None:
         await self.fresh.drop()

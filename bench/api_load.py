@@ -66,6 +66,7 @@ import math
 import platform
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ async def run_backend(db: Database, args: argparse.Namespace) -> dict[str, Any]:
     server: Server | None = None
     try:
         await db.open()
-        server = Server(db.url, processes=args.processes, port=free_port())
+        server = Server(db.url, processes=args.processes, port=free_port(),
+                        workers=args.workers)
         tenant, key = await asyncio.to_thread(create_tenant, db.url, "apibench", server.cwd)
         await asyncio.to_thread(server.start)
         definition = workflow_definition()
@@ -121,8 +123,12 @@ async def run_backend(db: Database, args: argparse.Namespace) -> dict[str, Any]:
                                            duration_s=args.baseline_duration, **common)
         log(f"[{db.name}] mixed load: 3 POST : 1 GET for {args.duration:g}s "
             f"(+{args.warmup:g}s warm-up)")
+        done0, t0 = await db.completed(tenant), time.monotonic()
         mixed = await asyncio.to_thread(run_load, mode="mix", duration_s=args.duration,
                                         **common)
+        # With workers: what they completed while the mix ran (warm-up included).
+        mixed["completed_per_s"] = ((await db.completed(tenant) - done0)
+                                    / (time.monotonic() - t0)) if args.workers else None
         after_load = await db.count(tenant)
         lists: list[dict[str, Any]] = []
         if args.list_sizes:
@@ -186,6 +192,8 @@ def print_backend(result: dict[str, Any]) -> None:
               f"{100 * s['error_rate']:>7.2f}%")
     ratio = mixed["ops"]["combined"]["rps"] / base["rps"] if base["rps"] else float("nan")
     print(f"mixed / trivial (GET /health) throughput: {ratio:.2f}")
+    if mixed.get("completed_per_s") is not None:
+        print(f"workers completed {mixed['completed_per_s']:.0f} executions/s during the mix")
     for phase in ("baseline", "mixed"):
         cpu = result[phase].get("cpu")
         if cpu:
@@ -230,6 +238,7 @@ def print_final(results: list[dict[str, Any]], args: argparse.Namespace) -> dict
         "bench": "api_load", "duration_s": args.duration, "warmup_s": args.warmup,
         "baseline_duration_s": args.baseline_duration, "concurrency": args.concurrency,
         "api_processes": args.processes, "generator_processes": args.gen_processes,
+        "workers": args.workers,
         "cores": cores(), "python": platform.python_version(), "backends": {}}
     for r in results:
         c, h = r["mixed"]["ops"]["combined"], r["baseline"]["ops"]["combined"]
@@ -251,6 +260,8 @@ def print_final(results: list[dict[str, Any]], args: argparse.Namespace) -> dict
                                                                     "p99_ms")}
                     if OP_NAMES[GET] in ops else None),
             "targets": {k: ok for k, (ok, _) in t.items()},
+            "completed_per_s": (round(r["mixed"]["completed_per_s"], 1)
+                                if r["mixed"].get("completed_per_s") is not None else None),
             "api_cpu_ms_per_request": (
                 round(1e3 * r["mixed"]["cpu"]["api_s"] / c["requests"], 3)
                 if r["mixed"].get("cpu", {}).get("api_s") is not None else None)}
@@ -301,6 +312,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="load generator processes (the connections are split between them)")
     p.add_argument("--processes", type=int, default=2,
                    help="API processes (omium serve --processes)")
+    p.add_argument("--workers", action="store_true",
+                   help="a default omium serve (in-process workers run what is submitted) "
+                        "instead of --no-workers; prints the executions completed per second "
+                        "during the mix")
     p.add_argument("--list-sizes", default="1000,100000",
                    help="tenant row counts at which list latency is measured ('' = skip)")
     p.add_argument("--list-requests", type=int, default=300,
