@@ -7,12 +7,21 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from omium.errors import OmiumError
 
 BAD_INPUT = 2
-out = Console()
-err = Console(stderr=True)
+# No markup and no highlighting: what is printed is data (errors, ids, inputs, outputs) and
+# must come out literally ("[/etc/app.conf]" is not a closing tag). Styles are applied to
+# Text parts explicitly (``styled``).
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Plain strings, and ``(text, style)`` pairs, as one Text: the text is never parsed."""
+    return Text.assemble(*parts)
 
 DbOption = Annotated[str | None, typer.Option("--db", envvar="OMIUM_DATABASE_URL",
                                               help="Database URL (default sqlite:///omium.db)")]
@@ -20,7 +29,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(styled(("error:", "red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 

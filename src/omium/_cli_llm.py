@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
 from omium.billing.ledger import Ledger
@@ -139,7 +140,8 @@ def status(config: ConfigOption = None, db: DbOption = None,
         table.add_column(col)
     kinds = {b.name: b for b in cfg.backends}
     for name, lat, e in probes:
-        probe = f"[green]{lat * 1000:.1f} ms[/]" if lat is not None else f"[red]{e}[/]"
+        probe = (Text(f"{lat * 1000:.1f} ms", style="green") if lat is not None
+                 else Text(str(e), style="red"))
         table.add_row(name, kinds[name].kind, kinds[name].model, probe,
                       str(per_backend.get(name, 0)))
     out.print(table)

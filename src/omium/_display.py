@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 STYLE = {"completed": "green", "failed": "red", "awaiting_review": "yellow",
          "running": "cyan", "reused": "blue", "done": "green", "retrying": "yellow"}
@@ -102,7 +103,7 @@ class Progress:
             table.add_column(col)
         for agent_id, row in self.rows.items():
             style = STYLE.get(row.status, "")
-            table.add_row(agent_id, f"[{style}]{row.status}[/]" if style else row.status,
+            table.add_row(agent_id, Text(row.status, style=style),
                           _ms(row.duration_s), str(row.attempts or ""), row.note)
         return table
 

@@ -16,7 +16,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
+from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async, styled
 from omium._cli_llm import credits_app, llm_app, usage
 from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
@@ -78,9 +78,9 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
         if progress is not None:
             out.print(progress.table(title=f"execution {result.execution_id}"))
         style = {Status.COMPLETED: "green", Status.FAILED: "red"}.get(result.status, "yellow")
-        out.print(f"status: [{style}]{result.status}[/]", highlight=False)
+        out.print(styled("status: ", (result.status, style)))
         if result.decision is not None:
-            out.print(f"decision: [bold]{result.decision}[/]", highlight=False)
+            out.print(styled("decision: ", (str(result.decision), "bold")))
         if result.consensus:
             c = result.consensus
             out.print(f"consensus: {c['outcome']} ({c['strategy']}, agreement "
@@ -123,8 +123,8 @@ def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JS
         fail(str(e))
     exec_id = execution_id or f"exec-{uuid.uuid4().hex[:12]}"
     if not as_json:
-        err.print(f"execution [bold]{exec_id}[/] ({plan.workflow.name}); if interrupted: "
-                  f"omium resume {exec_id}", highlight=False, soft_wrap=True)
+        err.print(styled("execution ", (exec_id, "bold"), f" ({plan.workflow.name}); if "
+                         f"interrupted: omium resume {exec_id}"), soft_wrap=True)
     progress = Progress(err, list(plan.nodes), quiet=as_json)
     with progress:
         result = run_async(_with_executor(db, lambda ex: ex.execute(
@@ -163,8 +163,9 @@ def validate(workflow: Path) -> None:
         plan = prepare(load_workflow(workflow), source=str(workflow))
     except OmiumError as e:
         fail(str(e))
-    out.print(f"[green]valid[/]: {plan.workflow.name} ({plan.workflow.execution_order}, "
-              f"{len(plan.workflow.agents)} agents)")
+    wf = plan.workflow
+    out.print(styled(("valid", "green"),
+                     f": {wf.name} ({wf.execution_order}, {len(wf.agents)} agents)"))
 
 
 @executions_app.command("list")
@@ -244,10 +245,10 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
                           "events": [asdict(e) for e in events],
                           "usage": [asdict(u) for u in usage_rows]}, default=str))
         return
-    out.print(f"[bold]{rec.id}[/] {rec.workflow_name}: {rec.status}"
-              + (f", decision {rec.decision}" if rec.decision is not None else "")
-              + (f"\nfailed agent {rec.failed_agent} ({rec.failure_type}): {rec.error}"
-                 if rec.failed_agent else ""), highlight=False)
+    out.print(styled((rec.id, "bold"), f" {rec.workflow_name}: {rec.status}"
+                     + (f", decision {rec.decision}" if rec.decision is not None else "")
+                     + (f"\nfailed agent {rec.failed_agent} ({rec.failure_type}): {rec.error}"
+                        if rec.failed_agent else "")), soft_wrap=True)
     _show_tables(cps, handoffs, votes, events)
     for u in usage_rows:
         out.print(f"LLM call by {u.agent_id}: {u.backend}/{u.model} ({u.model_type}"
