@@ -21,6 +21,7 @@ from omium._cli_llm import credits_app, llm_app, usage
 from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
 from omium.billing.money import nano_to_dollars
+from omium.engine._llm import check_llm_backends
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
 from omium.engine.graph import prepare
 from omium.engine.result import ExecutionResult
@@ -118,6 +119,7 @@ def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JS
     try:
         defn = load_workflow(workflow)
         plan = prepare(defn, source=str(workflow))
+        check_llm_backends(plan, source=str(workflow))
         check_inputs(plan, inputs if inputs is not None else (plan.workflow.inputs or {}))
     except OmiumError as e:
         fail(str(e))
@@ -161,6 +163,7 @@ def validate(workflow: Path) -> None:
     """Check a workflow file without running it."""
     try:
         plan = prepare(load_workflow(workflow), source=str(workflow))
+        check_llm_backends(plan, source=str(workflow))
     except OmiumError as e:
         fail(str(e))
     wf = plan.workflow

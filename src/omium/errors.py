@@ -151,6 +151,11 @@ class AllBackendsFailedError(LLMError):
         super().__init__(f"all LLM backends failed: {lines or 'no backend configured'}")
 
 
+class NoLLMBackendError(LLMError):
+    """An LLM call with no backend configured at all: nothing was sent (the config, not the
+    backends, is at fault; validation refuses such workflows before they run)."""
+
+
 class LLMConfigError(OmiumError):
     """The LLM backend or price configuration is invalid (names the field)."""
 

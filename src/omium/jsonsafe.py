@@ -7,7 +7,10 @@ only what a JSON document can hold and what later code can walk safely:
   would store them as text no other reader parses, and ``NaN`` passes every
   ``minimum``/``maximum``;
 * at most ``MAX_JSON_DEPTH`` levels of nesting: deeper values make recursive code (the
-  encoder, pydantic, a schema validator following a recursive ``$ref``) fail or crash.
+  encoder, pydantic, a schema validator following a recursive ``$ref``) fail or crash;
+* agent outputs, made by code rather than parsed, also only JSON's own types
+  (``json_problem(..., only_json=True)``): a set, a date or an object is refused, not
+  stored as the text of its ``str()``.
 
 Checks here are iterative, so a deep value cannot raise ``RecursionError`` while being
 judged. A leaf module: it imports nothing from Omium but ``errors``.
@@ -31,6 +34,15 @@ MAX_SCHEMA_DEPTH = 32
 MAX_PATTERN_CHARS = 1000
 
 _CONTAINERS = (dict, list, tuple)
+# What json.dumps writes as JSON by itself (bool is an int): anything else would reach the
+# store's ``default=str`` and be stored as a string. Subclasses count (IntEnum, OrderedDict).
+_SCALARS = (str, int, float, type(None))
+_KEYS = (str, int, float, bool, type(None))  # object keys json.dumps turns into strings
+# What to return instead, for the non-JSON values agents most often return.
+_INSTEAD = {"set": "a list", "frozenset": "a list", "bytes": "a string",
+            "bytearray": "a string", "datetime": "its .isoformat() string",
+            "date": "its .isoformat() string", "time": "its .isoformat() string",
+            "Decimal": "a number or a string", "UUID": "a string", "ndarray": ".tolist()"}
 Trail = tuple[Any, ...] | None  # (parent trail, key): a path, spelled out only when needed
 
 
@@ -56,21 +68,26 @@ def loads_strict(text: str | bytes) -> Any:
 
 
 def json_problem(value: Any, root: str = "", *, max_depth: int = MAX_JSON_DEPTH,
-                 name_levels: int = 3) -> FieldProblem | None:
+                 name_levels: int = 3, only_json: bool = False) -> FieldProblem | None:
     """The first reason ``value`` cannot be taken as JSON, or None: a non-finite float (its
     path named) or nesting deeper than ``max_depth`` (named by the first ``name_levels``
     keys under ``root``, e.g. ``agents[0].input_schema``: the full path would be 64 long).
 
-    Other non-JSON types (sets, dates) are left to the encoder, as before. Linear in the
-    size of ``value``, without recursion; paths are only worked out once a problem is found
-    (agent outputs go through here on every step)."""
-    if _is_clean(value, max_depth):
+    ``only_json``: also a value of a type JSON does not have (a set, a date, bytes, an
+    object; tuples are arrays), or an object key that is not a string, number, bool or null
+    (named by its path: ``$.ids``). Without it those are left to the encoder, as before (the
+    doors that parse text, where YAML may give a date). Linear in the size of ``value``,
+    without recursion; paths are only worked out once a problem is found (agent outputs go
+    through here on every step)."""
+    if _is_clean(value, max_depth, only_json):
         return None
-    return _locate(value, root, max_depth, name_levels)
+    return _locate(value, root, max_depth, name_levels, only_json)
 
 
-def _is_clean(value: Any, max_depth: int) -> bool:
+def _is_clean(value: Any, max_depth: int, only_json: bool = False) -> bool:
     if not isinstance(value, _CONTAINERS):
+        if only_json and not isinstance(value, _SCALARS):
+            return False
         return not isinstance(value, float) or math.isfinite(value)
     isfinite = math.isfinite
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -79,7 +96,15 @@ def _is_clean(value: Any, max_depth: int) -> bool:
         node, depth = pop()
         if depth > max_depth:
             return False
-        for item in (node.values() if isinstance(node, dict) else node):
+        if isinstance(node, dict):
+            if only_json:
+                for key in node:
+                    if type(key) is not str and not isinstance(key, _KEYS):
+                        return False
+            items = node.values()
+        else:
+            items = node
+        for item in items:
             kind = type(item)  # exact types first: the common cases cost a comparison or two
             if kind is dict or kind is list:
                 push((item, depth + 1))
@@ -90,14 +115,20 @@ def _is_clean(value: Any, max_depth: int) -> bool:
                 continue
             elif isinstance(item, _CONTAINERS):
                 push((item, depth + 1))
-            elif isinstance(item, float) and not isfinite(item):  # e.g. numpy.float64
+            elif isinstance(item, float):  # e.g. numpy.float64
+                if not isfinite(item):
+                    return False
+            elif only_json and not isinstance(item, _SCALARS):
                 return False
     return True
 
 
-def _locate(value: Any, root: str, max_depth: int, name_levels: int) -> FieldProblem | None:
+def _locate(value: Any, root: str, max_depth: int, name_levels: int,
+            only_json: bool = False) -> FieldProblem | None:
     """The slow walk of ``json_problem``, keeping a trail of keys to name the place."""
     if not isinstance(value, _CONTAINERS):
+        if only_json and not isinstance(value, _SCALARS):
+            return FieldProblem(root, _not_json(value))
         return FieldProblem(root, _non_finite(value))
     stack: list[tuple[Any, int, Trail]] = [(value, 1, None)]
     while stack:
@@ -105,11 +136,18 @@ def _locate(value: Any, root: str, max_depth: int, name_levels: int) -> FieldPro
         if depth > max_depth:
             return FieldProblem(_path(root, trail, name_levels),
                                 f"nested deeper than {max_depth} levels")
+        if only_json and isinstance(node, dict):
+            for key in node:
+                if not isinstance(key, _KEYS):
+                    return FieldProblem(_path(root, trail), f"key {key!r} is a "
+                                        f"{type(key).__name__}; JSON object keys are strings")
         for key, item in (node.items() if isinstance(node, dict) else enumerate(node)):
             if isinstance(item, float) and not math.isfinite(item):
                 return FieldProblem(_path(root, (trail, key)), _non_finite(item))
             if isinstance(item, _CONTAINERS):
                 stack.append((item, depth + 1, (trail, key)))
+            elif only_json and not isinstance(item, _SCALARS):
+                return FieldProblem(_path(root, (trail, key)), _not_json(item))
     return None
 
 
@@ -123,6 +161,13 @@ def _path(root: str, trail: Trail, keep: int | None = None) -> str:
         path = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path
                                                                 else str(key))
     return path
+
+
+def _not_json(value: Any) -> str:
+    name = type(value).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    instead = _INSTEAD.get(name)
+    return f"{article} {name} is not JSON" + (f" (use {instead})" if instead else "")
 
 
 def _non_finite(number: float) -> str:

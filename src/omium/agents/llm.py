@@ -73,6 +73,8 @@ class LLMAgent(Agent):
             problems.append(FieldProblem("definition.prompt", "required, a template string"))
         if (unknown := set(d) - _KEYS):
             problems.append(FieldProblem("definition", f"unknown keys {sorted(unknown)}"))
+        if "model" in d and (not isinstance(d["model"], str) or not d["model"]):
+            problems.append(FieldProblem("definition.model", "must be a model or backend name"))
         if "system" in d and not isinstance(d["system"], str):
             problems.append(FieldProblem("definition.system", "must be a string"))
         if "max_tokens" in d and (not isinstance(d["max_tokens"], int) or d["max_tokens"] < 1):

@@ -15,6 +15,7 @@ from typing import Any
 
 from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
+from omium.engine._llm import check_llm_backends
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.errors import FieldProblem, OmiumError, WorkflowValidationError
 from omium.store.base import ExecutionStore
@@ -45,7 +46,9 @@ def validate_definition(definition: dict[str, Any], *, from_client: bool = True
                         ) -> tuple[WorkflowGraph, dict[str, Any]]:
     """``prepare`` it. A client may not set ``base_dir``: its callables resolve from the
     server's installed packages, never from a folder the client names; and only from the
-    allowed packages, checked before anything is imported."""
+    allowed packages, checked before anything is imported. Its llm agents need a backend in
+    this process's LLM config (``check_llm_backends``), as ``omium validate`` and ``run``
+    require."""
     if from_client and isinstance(definition, dict) and "base_dir" in definition:
         raise WorkflowValidationError([FieldProblem(
             "base_dir", "not accepted over the API: callables resolve from the server's "
@@ -53,6 +56,8 @@ def validate_definition(definition: dict[str, Any], *, from_client: bool = True
     if from_client and (problems := _callable_problems(definition)):
         raise WorkflowValidationError(problems)
     plan = prepare(definition)
+    if from_client:  # accepted only if it can run here; a stored execution is shown regardless
+        check_llm_backends(plan)
     return plan, plan.workflow.model_dump(mode="json", exclude_none=True)
 
 

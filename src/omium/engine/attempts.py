@@ -34,7 +34,8 @@ async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext
     SystemExit out of the event loop."""
     call = contained(agent.run(inputs, ctx))
     output = await (asyncio.wait_for(call, spec.timeout_s) if spec.timeout_s else call)
-    if (bad := json_problem(output, "$")) is not None:  # NaN would be stored as non-JSON
+    # NaN would be stored as non-JSON, a set or a date as the text of its str()
+    if (bad := json_problem(output, "$", only_json=True)) is not None:
         raise OutputValidationError(f"output is not valid JSON at {bad.path}: {bad.reason}")
     schema = spec.output_schema
     if schema is not None and (err := first_error(schema, output)):

@@ -24,6 +24,10 @@ from omium.llm.pricing import PriceTable
 
 CONFIG_ENV = "OMIUM_LLM_CONFIG"
 DEFAULT_CONFIG = "omium-llm.yaml"
+#: How to give an llm agent a backend: said wherever one is missing (validation, the router).
+SETUP_HINT = (f"configure one: list it in {DEFAULT_CONFIG} (in the working directory) or in "
+              f"the file {CONFIG_ENV} names, or set OMIUM_LLM_LOCAL_URL / OMIUM_LLM_HOSTED_URL; "
+              "`omium llm serve` starts a local model at http://127.0.0.1:8000/v1")
 
 
 class BackendConfig(BaseModel):
@@ -49,6 +53,10 @@ class BackendConfig(BaseModel):
     @property
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def serves(self, model: str) -> bool:
+        """Whether a call asking for ``model`` may go here: its model, or its name."""
+        return model in (self.model, self.name)
 
 
 class CircuitConfig(BaseModel):

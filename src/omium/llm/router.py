@@ -16,10 +16,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from omium import metrics
-from omium.errors import AllBackendsFailedError, LLMRequestError
+from omium.errors import AllBackendsFailedError, LLMRequestError, NoLLMBackendError
 from omium.llm.backend import Backend, BackendFailure, Completion
 from omium.llm.breaker import STATE_VALUE, CircuitBreaker
-from omium.llm.config import BackendConfig, LLMConfig
+from omium.llm.config import SETUP_HINT, BackendConfig, LLMConfig
 from omium.llm.pricing import ModelPrice, Usage
 from omium.llm.tokens import count_messages, count_tokens
 
@@ -119,9 +119,11 @@ class LLMRouter:
 
     # -- routing
     def candidates(self, model: str | None) -> list[Backend]:
+        if not self.backends:
+            raise NoLLMBackendError(f"no LLM backend is configured; {SETUP_HINT}")
         if model is None:
             return self.backends
-        found = [b for b in self.backends if model in (b.cfg.model, b.name)]
+        found = [b for b in self.backends if b.cfg.serves(model)]
         if not found:
             raise LLMRequestError(f"no backend serves model {model!r}", backend="router",
                                   status=404)
