@@ -119,3 +119,8 @@ class ShoutAgent(Agent):
 def not_a_number(inputs: Any) -> dict[str, Any]:
     """An output JSON cannot hold: json.dumps would write it as the non-JSON text NaN."""
     return {"score": float("nan")}
+
+
+def bracketed_error(inputs: Any) -> dict[str, Any]:
+    """Fails with text that rich would read as markup: it must be printed literally."""
+    raise FileNotFoundError("config [/etc/app.conf] missing; field [amount] must be positive")

@@ -68,7 +68,8 @@ async def test_detail_of_a_completed_execution(api: Api) -> None:
         ("a0", ["a1"], "success"), ("a1", ["a2"], "success")]
     assert d["usage"] == {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
                           "cached_tokens": 0, "cost_usd": "0", "records": []}
-    assert d["lease"] == {"owner": None, "epoch": 0, "expires_at": None}
+    # Run in this process, under its own lease (epoch 1), given up when it completed.
+    assert d["lease"] == {"owner": None, "epoch": 1, "expires_at": None}
     assert d["consensus"] == [] and isinstance(d["events"], list)
 
 

@@ -3,6 +3,7 @@ failure events, idempotency keys."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -224,13 +225,19 @@ async def test_a_run_cancelled_meanwhile_stays_cancelled(sqlite_store: Store, tm
             if (tmp_path / "fx").exists():
                 break
             await asyncio.sleep(0.01)
-        assert await sqlite_store.request_cancel("cx", "local") == "cancelled"
+        # The run holds a lease: the cancel is a request, which the run sees at the latest
+        # before it starts its next agent.
+        assert await sqlite_store.request_cancel("cx", "local") == "cancelling"
         result = await run
     assert result.status == "cancelled"
     rec = await sqlite_store.get_execution("cx")
-    assert rec is not None and rec.status == "cancelled"
-    # Both outputs are kept (the last one could not complete it: it is saved on its own).
-    assert [c.agent_id for c in await sqlite_store.get_checkpoints("cx")] == ["a", "b"]
+    assert rec is not None and rec.status == "cancelled" and rec.lease_owner is None
+    # a was running at the cancel (a sync agent's thread cannot be stopped: it finished, its
+    # checkpoint is kept); b never started.
+    assert [c.agent_id for c in await sqlite_store.get_checkpoints("cx")] == ["a"]
+    started = [json.loads(x)[1] for x in (tmp_path / "fx").read_text().splitlines()]
+    assert started == ["a"]
+    assert "cancelled" in [e.type for e in await sqlite_store.get_events("cx")]
 
 
 async def test_the_rollback_budget_spans_resumes(sqlite_store: Store, tmp_path,

@@ -137,3 +137,33 @@ def test_unsupported_urls_are_refused() -> None:
         open_store("mysql://x")
     with pytest.raises(ValueError, match="in-memory"):
         open_store("sqlite:///:memory:")
+
+
+def test_a_fresh_sqlite_store_s_commits_are_seen_by_other_processes(tmp_path) -> None:
+    """Migrating a new database must not cost the store its SQLite locks (closing any
+    descriptor of the file drops them): another process closing its connection would then
+    delete the WAL under the store, and its later commits would reach no one."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from omium import open_store
+    from tests._store_util import execution
+
+    path = tmp_path / "fresh.db"
+    peek = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(c.execute('SELECT COUNT(*) FROM executions').fetchone()[0]); c.close()")
+
+    def others_see() -> int:
+        return int(subprocess.run([sys.executable, "-c", peek, str(path)], check=True,
+                                  capture_output=True, text=True).stdout)
+
+    async def go() -> list[int]:
+        async with open_store(f"sqlite:///{path}") as store:
+            seen = []
+            for i in range(3):
+                await store.create_execution(execution(f"e{i}"))
+                seen.append(await asyncio.to_thread(others_see))
+            return seen
+
+    assert asyncio.run(go()) == [1, 2, 3]

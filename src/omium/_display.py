@@ -35,6 +35,7 @@ class Progress:
         self.quiet = quiet
         self.rows = {VOTE_LABELS.get(a, a): AgentRow() for a in agent_ids}
         self.started: dict[str, float] = {}
+        self.events = 0  # seen: the execution exists
         self.live: Live | None = None
         if console.is_terminal and not quiet:
             self.live = Live(self.table(), console=console, refresh_per_second=8,
@@ -54,6 +55,7 @@ class Progress:
         return self.rows.setdefault(VOTE_LABELS.get(agent_id, agent_id), AgentRow())
 
     def __call__(self, kind: str, agent_id: str | None, data: dict[str, Any]) -> None:
+        self.events += 1
         line = self._apply(kind, agent_id, data)
         if self.live:
             self.live.update(self.table())

@@ -24,6 +24,7 @@ from omium.billing.money import nano_to_dollars
 from omium.engine._llm import check_llm_backends
 from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
 from omium.engine.graph import prepare
+from omium.engine.holder import INTERRUPTED, orphaned
 from omium.engine.result import ExecutionResult
 from omium.errors import OmiumError
 from omium.jsonsafe import MAX_JSON_DEPTH, NotJSONError, json_problem, loads_strict
@@ -57,6 +58,11 @@ def _read_inputs(value: str | None) -> Any:
     if is_file:
         try:
             inputs = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            fail(f"--input {value}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                 f"{e.start})")
+        except OSError as e:
+            fail(f"--input {value}: cannot read file: {e.strerror}")
         except yaml.YAMLError as e:
             fail(f"--input {value}: not valid JSON/YAML: {e}")
         except RecursionError:  # PyYAML composes nested nodes recursively
@@ -72,28 +78,43 @@ def _read_inputs(value: str | None) -> Any:
         fail(f"--input: {e}")
 
 
-def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = None) -> NoReturn:
+# What a vote's outcome means, next to the decision it reached (or did not).
+_VOTE = {"approved": "agreement reached", "manual_review": "no agreement: sent to review",
+         "reviewed": "decided in review"}
+
+
+def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = None,
+            verb: str = "run") -> NoReturn:
     if as_json:
         print(json.dumps(result.to_dict(), default=str))
+    elif result.existing:
+        how = {Status.FAILED: f"continue with: omium resume {result.execution_id}",
+               Status.AWAITING_REVIEW: f"decide with: omium review {result.execution_id} "
+                                       "--decision approve|reject",
+               Status.RUNNING: "it is running", Status.QUEUED: "it is queued for a worker"}
+        out.print(f"execution {result.execution_id} exists already and is {result.status}: "
+                  f"not {verb} again" + (f"; {how[result.status]}" if result.status in how
+                                         else "; nothing to resume"), soft_wrap=True)
     else:
         if progress is not None:
             out.print(progress.table(title=f"execution {result.execution_id}"))
         style = {Status.COMPLETED: "green", Status.FAILED: "red"}.get(result.status, "yellow")
         out.print(styled("status: ", (result.status, style)))
         if result.decision is not None:
-            out.print(styled("decision: ", (str(result.decision), "bold")))
+            out.print(styled("decision: ", (str(result.decision), "bold"),
+                             " (the workflow's result)"))
         if result.consensus:
             c = result.consensus
-            out.print(f"consensus: {c['outcome']} ({c['strategy']}, agreement "
-                      f"{c['agreement_level']:.0%}, votes {c['votes']})", highlight=False)
+            out.print(f"vote: {_VOTE.get(c['outcome'], c['outcome'])} ({c['strategy']}, "
+                      f"{c['agreement_level']:.0%} agree, votes {c['votes']})", soft_wrap=True)
         if result.usage:
             u = result.usage
             out.print(f"LLM: {u['calls']} call(s), {u['prompt_tokens']} prompt + "
                       f"{u['completion_tokens']} completion tokens, ${u['cost_usd']}",
-                      highlight=False)
+                      soft_wrap=True)
         if result.status == Status.FAILED:
             out.print(f"failed agent: {result.failed_agent} ({result.failure_type}): "
-                      f"{result.error}", highlight=False)
+                      f"{result.error}", soft_wrap=True)
             out.print(f"after fixing, continue with: omium resume {result.execution_id}")
         if result.status == Status.AWAITING_REVIEW:
             out.print(f"decide with: omium review {result.execution_id} --decision "
@@ -125,13 +146,19 @@ def run(workflow: Annotated[Path, typer.Argument(help="Workflow file (YAML or JS
         fail(str(e))
     exec_id = execution_id or f"exec-{uuid.uuid4().hex[:12]}"
     if not as_json:
-        err.print(styled("execution ", (exec_id, "bold"), f" ({plan.workflow.name}); if "
-                         f"interrupted: omium resume {exec_id}"), soft_wrap=True)
+        err.print(styled("execution ", (exec_id, "bold"), f" ({plan.workflow.name})"),
+                  soft_wrap=True)
     progress = Progress(err, list(plan.nodes), quiet=as_json)
     with progress:
         result = run_async(_with_executor(db, lambda ex: ex.execute(
-            exec_id, plan, inputs), progress))
+            exec_id, plan, inputs), progress), interrupted=_resume_hint(exec_id, progress))
     _finish(result, as_json, progress)
+
+
+def _resume_hint(execution_id: str, progress: Progress) -> Any:
+    """After Ctrl-C: how to continue, once the execution exists (an agent has started)."""
+    return lambda: (f"continue with: omium resume {execution_id}" if progress.events
+                    else None)
 
 
 @app.command()
@@ -139,8 +166,9 @@ def resume(execution_id: str, db: DbOption = None, as_json: JsonOption = False) 
     """Continue an interrupted or failed execution; finished agents are not run again."""
     progress = Progress(err, [], quiet=as_json)
     with progress:
-        result = run_async(_with_executor(db, lambda ex: ex.resume(execution_id), progress))
-    _finish(result, as_json, progress)
+        result = run_async(_with_executor(db, lambda ex: ex.resume(execution_id), progress),
+                           interrupted=_resume_hint(execution_id, progress))
+    _finish(result, as_json, progress, verb="resumed")
 
 
 @app.command()
@@ -154,19 +182,27 @@ def review(execution_id: str,
     progress = Progress(err, [], quiet=as_json)
     with progress:
         result = run_async(_with_executor(
-            db, lambda ex: ex.review(execution_id, decision, reviewer=reviewer), progress))
+            db, lambda ex: ex.review(execution_id, decision, reviewer=reviewer), progress),
+            interrupted=_resume_hint(execution_id, progress))
     _finish(result, as_json, progress)
 
 
 @app.command()
-def validate(workflow: Path) -> None:
+def validate(workflow: Path, as_json: JsonOption = False) -> None:
     """Check a workflow file without running it."""
     try:
         plan = prepare(load_workflow(workflow), source=str(workflow))
         check_llm_backends(plan, source=str(workflow))
     except OmiumError as e:
+        if as_json:
+            print(json.dumps({"valid": False, "error": str(e)}))
+            raise typer.Exit(2) from None
         fail(str(e))
     wf = plan.workflow
+    if as_json:
+        print(json.dumps({"valid": True, "name": wf.name, "execution_order":
+                          wf.execution_order, "agents": [a.id for a in wf.agents]}))
+        return
     out.print(styled(("valid", "green"),
                      f": {wf.name} ({wf.execution_order}, {len(wf.agents)} agents)"))
 
@@ -191,12 +227,25 @@ def list_executions(status: Annotated[str | None, typer.Option(help="Only this s
                           for r in rows], default=str))
         return
     table = Table(title="executions")
-    for col in ("id", "workflow", "status", "decision", "created", "failed agent"):
-        table.add_column(col)
+    # Ids are never cut (they are copied into resume, review, show): the other columns wrap.
+    table.add_column("id", no_wrap=True, min_width=max((len(r.id) for r in rows), default=2))
+    for col in ("workflow", "status", "decision", "created", "failed agent"):
+        table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r.id, r.workflow_name, r.status, str(r.decision or ""),
+        table.add_row(r.id, r.workflow_name, _status(r), str(r.decision or ""),
                       when(r.created_at), r.failed_agent or "")
     out.print(table)
+    if any(orphaned(r.status, r.lease_owner, r.lease_expires_at) for r in rows):
+        out.print("orphaned: its process is gone (killed, or its lease expired); take it over "
+                  "with: omium resume ID", soft_wrap=True)
+
+
+def _status(rec: Any) -> str:
+    if orphaned(rec.status, rec.lease_owner, rec.lease_expires_at):
+        return f"{rec.status} (orphaned)"
+    if rec.failure_type == INTERRUPTED:
+        return f"{rec.status} (interrupted)"
+    return str(rec.status)
 
 
 @executions_app.command("cancel")
@@ -215,7 +264,7 @@ def cancel_execution(execution_id: str, db: DbOption = None, as_json: JsonOption
 
     status = run_async(go())
     if status is None:
-        fail(f"no execution with id {execution_id!r}", 1)
+        fail(f"no execution with id {execution_id!r}")
     if as_json:
         print(json.dumps({"execution_id": execution_id, "status": status}))
     else:
@@ -239,7 +288,7 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
 
     found = run_async(go())
     if found is None:
-        fail(f"no execution with id {execution_id!r}", 1)
+        fail(f"no execution with id {execution_id!r}")
     rec, cps, handoffs, votes, events, usage_rows = found
     if as_json:
         print(json.dumps({"execution": asdict(rec), "checkpoints": [asdict(c) for c in cps],
@@ -248,10 +297,14 @@ def show_execution(execution_id: str, db: DbOption = None, as_json: JsonOption =
                           "events": [asdict(e) for e in events],
                           "usage": [asdict(u) for u in usage_rows]}, default=str))
         return
-    out.print(styled((rec.id, "bold"), f" {rec.workflow_name}: {rec.status}"
+    out.print(styled((rec.id, "bold"), f" {rec.workflow_name}: {_status(rec)}"
                      + (f", decision {rec.decision}" if rec.decision is not None else "")
                      + (f"\nfailed agent {rec.failed_agent} ({rec.failure_type}): {rec.error}"
-                        if rec.failed_agent else "")), soft_wrap=True)
+                        if rec.failed_agent else f"\n{rec.error}" if rec.error else "")),
+              soft_wrap=True)
+    if orphaned(rec.status, rec.lease_owner, rec.lease_expires_at):
+        out.print(f"orphaned: {rec.lease_owner} stopped renewing its lease (killed?); take it "
+                  f"over with: omium resume {rec.id}", soft_wrap=True)
     _show_tables(cps, handoffs, votes, events)
     for u in usage_rows:
         out.print(f"LLM call by {u.agent_id}: {u.backend}/{u.model} ({u.model_type}"
@@ -264,7 +317,7 @@ def _show_tables(cps: list[Any], handoffs: list[Any], votes: list[Any],
                  events: list[Any]) -> None:
     t = Table(title="checkpoints")
     for col in ("agent", "attempt", "duration", "served by", "output"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for c in cps:
         name = c.agent_id + (" (superseded)" if c.superseded else "")
         t.add_row(name, str(c.attempt), f"{(c.finished_at - c.started_at) * 1000:.1f} ms",
@@ -273,7 +326,7 @@ def _show_tables(cps: list[Any], handoffs: list[Any], votes: list[Any],
     if handoffs:
         t = Table(title="handoffs")
         for col in ("from", "to", "status", "acks", "latency"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for h in handoffs:
             acks = ", ".join(f"{k}={'yes' if v['ack'] else 'no'}"
                              + (f" ({v['reason']})" if v.get("reason") else "")
@@ -290,7 +343,7 @@ def _show_tables(cps: list[Any], handoffs: list[Any], votes: list[Any],
     if events:
         t = Table(title="events")
         for col in ("time", "type", "agent", "data"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for e in events:
             t.add_row(when(e.ts), e.type, e.agent_id or "", preview(e.data, 80))
         out.print(t)

@@ -97,6 +97,27 @@ class IdempotencyKeyReusedError(OmiumError):
                          f"{execution_id} with a different workflow or inputs")
 
 
+class DatabaseUnavailableError(OmiumError):
+    """The database could not be opened or reached (a path that cannot be written, a file
+    that is not a database, a server refusing connections)."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = _without_password(url)
+        reason = str(cause) or type(cause).__name__
+        super().__init__(f"cannot open the database {self.url}: {reason}")
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class StaleLeaseError(OmiumError):
     """A write carried an old lease epoch: another worker owns the execution now."""
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from omium.engine._llm import router_for
 from omium.engine.attempts import Sleep
 from omium.engine.graph import WorkflowGraph, prepare
+from omium.engine.holder import Holder, holder_id, lease_fields, orphaned
 from omium.engine.result import ExecutionResult
 from omium.engine.run import OnEvent, Run
 from omium.errors import (
@@ -17,6 +19,7 @@ from omium.errors import (
     ExecutionStateError,
     FieldProblem,
     InputValidationError,
+    StaleLeaseError,
 )
 from omium.jsonsafe import json_problem
 from omium.schemas import first_error
@@ -105,9 +108,14 @@ class MultiAgentExecutor:
             self._router = router_for(plan, store)
         return self._router
 
-    def _run(self, store: Store, plan: WorkflowGraph, rec: ExecutionRecord) -> Run:
-        return Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
-                   llm=self._llm(store, plan))
+    async def _drive(self, store: Store, plan: WorkflowGraph, rec: ExecutionRecord,
+                     epoch: int, *, fresh: bool = False) -> ExecutionResult:
+        """Run it here, under the lease at ``epoch`` this process holds (see holder.py)."""
+        holder = Holder(store, rec.id, epoch)
+        run = Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
+                  llm=self._llm(store, plan), epoch=epoch, gate=holder.gate)
+        result = await holder.hold(asyncio.ensure_future(run.drive(fresh=fresh)))
+        return result if result is not None else result_from_record(await self._record(rec.id))
 
     async def execute(self, execution_id: str,
                       workflow_def: WorkflowGraph | WorkflowDef | dict[str, Any],
@@ -129,12 +137,17 @@ class MultiAgentExecutor:
         workflow_id = await store.put_workflow(plan.workflow.name, definition, self.tenant_id)
         rec, created = await store.create_execution(ExecutionRecord(
             execution_id, plan.workflow.name, definition, inputs, status=Status.RUNNING,
-            tenant_id=self.tenant_id, workflow_id=workflow_id))
+            tenant_id=self.tenant_id, workflow_id=workflow_id, **lease_fields(holder_id(), 1)))
         if not created:
             if rec.tenant_id != self.tenant_id:  # another tenant's id: it does not exist
                 raise ExecutionNotFoundError(execution_id)
-            return result_from_record(rec)
-        return await self._run(store, plan, rec).drive(fresh=True)
+            if rec.workflow_id != workflow_id or rec.inputs != inputs:
+                what = "workflow" if rec.workflow_id != workflow_id else "inputs"
+                raise ExecutionStateError(
+                    f"execution id {execution_id!r} is taken by an execution of another "
+                    f"{what} ({rec.workflow_name}, {rec.status}): choose another id")
+            return replace(result_from_record(rec), existing=True)
+        return await self._drive(store, plan, rec, 1, fresh=True)
 
     async def get(self, execution_id: str) -> ExecutionResult:
         return result_from_record(await self._record(execution_id))
@@ -169,27 +182,36 @@ class MultiAgentExecutor:
                 rec = await self._record(execution_id)
             return result_from_record(rec)
         if rec.status not in (Status.RUNNING, Status.FAILED, Status.QUEUED):
-            return result_from_record(rec)
-        if rec.status == Status.RUNNING and rec.lease_expires_at is not None:
-            # Workers own it: a live one is running it, or one will reclaim it once the lease
-            # expires. Driving it here too would run its agents twice, unfenced.
-            raise ExecutionStateError(f"execution {execution_id} is run by workers (lease "
-                                      f"holder {rec.lease_owner}); a worker reclaims it when "
-                                      "its lease expires")
+            return replace(result_from_record(rec), existing=True)  # nothing to resume
+        now = time.time()
+        if rec.status == Status.RUNNING and rec.lease_expires_at is not None and not orphaned(
+                rec.status, rec.lease_owner, rec.lease_expires_at, now):
+            # Its holder (a worker, another omium run) is alive: running it here too would
+            # run its agents twice. Once the lease expires it can be taken over.
+            raise ExecutionStateError(
+                f"execution {execution_id} is running (lease held by {rec.lease_owner} for "
+                f"{rec.lease_expires_at - now:.0f} s more); it can be taken over once that "
+                "lease expires")
         plan = prepare(rec.definition)
-        events = [EventRecord(execution_id, "resumed", None, {"from_status": rec.status},
-                              time.time())]
+        events = [EventRecord(execution_id, "resumed", None, {"from_status": rec.status}, now)]
         if rec.status == Status.RUNNING:
-            # The process that ran it died mid-flight (we are only called after that).
+            # Orphaned: the process that ran it stopped renewing its lease (or had none).
             events.append(EventRecord(execution_id, "failure_detected", None,
-                                      {"failure_type": "worker_lost"}, time.time()))
-        if not await store.update_execution(execution_id, status=Status.RUNNING,
-                                            expect_status=[rec.status], events=events,
-                                            failed_agent=None, failure_type=None, error=None,
-                                            finished_at=None, recoveries=0):
-            raise ExecutionStateError(f"execution {execution_id} changed while resuming")
+                                      {"failure_type": "worker_lost"}, now))
+        epoch = rec.lease_epoch + 1  # the takeover fences out the old holder's writes
+        try:
+            taken = await store.update_execution(
+                execution_id, status=Status.RUNNING, expect_status=[rec.status], events=events,
+                epoch=rec.lease_epoch, failed_agent=None, failure_type=None, error=None,
+                finished_at=None, recoveries=0, cancel_requested=0,
+                **lease_fields(holder_id(), epoch))
+        except StaleLeaseError:
+            taken = False
+        if not taken:
+            raise ExecutionStateError(f"execution {execution_id} changed while resuming "
+                                      "(a worker took it, or another resume)")
         rec.status = Status.RUNNING
-        return await self._run(store, plan, rec).drive()
+        return await self._drive(store, plan, rec, epoch)
 
     async def review(self, execution_id: str, decision: str, *, reviewer: str | None = None,
                      tenant_id: str | None = None, drive: bool = True) -> ExecutionResult:
@@ -219,6 +241,8 @@ class MultiAgentExecutor:
             # The service hands the rest to a worker (queued); the CLI continues right here.
             status = Status.RUNNING if drive else Status.QUEUED
             fields = {"failed_agent": None, "failure_type": None, "error": None}
+            if drive:
+                fields.update(lease_fields(holder_id(), rec.lease_epoch + 1))
             waiting = [c for c in await store.get_consensus(execution_id)
                        if c.outcome == "manual_review" and c.reviewed_decision is None]
             if waiting:
@@ -236,7 +260,7 @@ class MultiAgentExecutor:
         if status == Status.FAILED or not drive:
             return result_from_record(await self._record(execution_id))
         rec.status = Status.RUNNING
-        return await self._run(store, plan, rec).drive()
+        return await self._drive(store, plan, rec, rec.lease_epoch + 1)
 
 
 def _reviewed_vote(plan: WorkflowGraph, vote: ConsensusRecord, decision: str, reviewer: str | None,

@@ -22,6 +22,9 @@ class ExecutionResult:
     reused: list[str] = field(default_factory=list)  # agents taken from checkpoints this run
     # LLM calls billed to this execution: calls, prompt/completion tokens, cost_usd (str)
     usage: dict[str, Any] | None = None
+    # Not started by this call: it existed already (an --execution-id reused, a resume of an
+    # execution that had ended); the fields say how it stands.
+    existing: bool = False
 
     @property
     def ok(self) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +49,11 @@ class Run:
 
     def __init__(self, store: ExecutionStore, graph: WorkflowGraph, rec: ExecutionRecord, *,
                  on_event: OnEvent | None = None, sleep: Sleep = asyncio.sleep,
-                 llm: LLMRouter | None = None, epoch: int | None = None) -> None:
+                 llm: LLMRouter | None = None, epoch: int | None = None,
+                 gate: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store, self.graph, self.rec = store, graph, rec
+        # Awaited before agents start (a run in this process checks for a cancel there).
+        self.gate = gate
         self.llm = llm
         # Under a worker's lease every write carries its epoch: once another worker has
         # reclaimed the execution, this run's writes raise StaleLeaseError and land nowhere.
@@ -114,7 +117,10 @@ class Run:
         try:
             while True:
                 if stop is None and pause is None:
-                    for node_id in [n for n in pending if self._ready(self.graph.nodes[n])]:
+                    ready = [n for n in pending if self._ready(self.graph.nodes[n])]
+                    if ready and self.gate is not None:
+                        await self.gate()
+                    for node_id in ready:
                         pending.remove(node_id)
                         node = self.graph.nodes[node_id]
                         coro = self._vote(node) if node.is_vote else self._agent(node)

@@ -17,8 +17,8 @@ from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, 
 
 # What ``update_execution`` may set besides the status (keys of SQL text: never from users).
 EXECUTION_FIELDS = ("decision", "result", "error", "failed_agent", "failure_type",
-                    "finished_at", "lease_owner", "lease_expires_at", "cancel_requested",
-                    "recoveries")
+                    "finished_at", "lease_owner", "lease_expires_at", "lease_epoch",
+                    "cancel_requested", "recoveries")
 
 
 def _fence(execution_id: str, epoch: int | None) -> list[Statement]:

@@ -73,10 +73,14 @@ _TENANTS_EXECUTION = "SELECT * FROM executions WHERE id = :e AND tenant_id = :t"
 
 # Cancelling now and its event, in one transaction (see request_cancel).
 _CANCEL_TRIES = 5
+# A running execution whose lease expired (its process died) is cancelled at once too; the
+# epoch moves on so that nothing its holder might still write can land.
 _CANCEL_NOW = ("UPDATE executions SET status = 'cancelled', updated_at = :ts, "
-               "finished_at = :ts, cancel_requested = 1 WHERE id = :e AND tenant_id = :t "
+               "finished_at = :ts, cancel_requested = 1, lease_epoch = lease_epoch + 1, "
+               "lease_owner = NULL, lease_expires_at = NULL WHERE id = :e AND tenant_id = :t "
                "AND status = :old AND (status IN ('queued', 'failed', 'awaiting_review') "
-               "OR (status = 'running' AND lease_expires_at IS NULL))")
+               "OR (status = 'running' AND (lease_expires_at IS NULL "
+               "OR lease_expires_at < :ts)))")
 _CANCELLED_EVENT = ("INSERT INTO events (execution_id, ts, type, agent_id, data) "
                     "VALUES (:e, :ts, 'cancelled', NULL, :data)")
 _FLAG_CANCEL = ("UPDATE executions SET cancel_requested = 1, updated_at = :ts WHERE id = :e "
@@ -134,11 +138,14 @@ class ExecutionSql:
         now = time.time()
         created = await self._driver.execute(
             "INSERT INTO executions (id, workflow_id, workflow_name, definition, inputs, status, "
-            "tenant_id, created_at, updated_at, idempotency_key) VALUES (:id, :wf, :name, "
-            ":defn, :inputs, :status, :tenant, :ts, :ts, :key) ON CONFLICT DO NOTHING",
+            "tenant_id, created_at, updated_at, idempotency_key, lease_owner, lease_expires_at, "
+            "lease_epoch) VALUES (:id, :wf, :name, :defn, :inputs, :status, :tenant, :ts, :ts, "
+            ":key, :owner, :expires, :epoch) ON CONFLICT DO NOTHING",
             {"id": rec.id, "wf": rec.workflow_id, "name": rec.workflow_name,
              "defn": dump(rec.definition), "inputs": dump(rec.inputs), "status": rec.status,
-             "tenant": rec.tenant_id, "ts": now, "key": rec.idempotency_key})
+             "tenant": rec.tenant_id, "ts": now, "key": rec.idempotency_key,
+             "owner": rec.lease_owner, "expires": rec.lease_expires_at,
+             "epoch": rec.lease_epoch})
         if created:  # what we wrote is what is stored: save the read
             rec.created_at = rec.updated_at = now
             if rec.status == Status.QUEUED:
@@ -211,9 +218,10 @@ class ExecutionSql:
         return True
 
     async def request_cancel(self, execution_id: str, tenant_id: str) -> str | None:
-        """Cancel: queued/failed/awaiting-review executions (and CLI runs) at once, with a
-        ``cancelled`` event in the same transaction; a worker's run is flagged and its worker
-        stops it (and records the event) at its next lease renewal. Returns "cancelled",
+        """Cancel: queued/failed/awaiting-review executions (and running ones whose lease has
+        expired) at once, with a ``cancelled`` event in the same transaction; a run under a
+        live lease (a worker's, a CLI run's) is flagged and its holder stops it (and records
+        the event) at its next lease renewal. Returns "cancelled",
         "cancelling", or None if it is not this tenant's; an ended one is an
         ``ExecutionStateError``."""
         p: dict[str, Any] = {"e": execution_id, "t": tenant_id}
@@ -230,7 +238,8 @@ class ExecutionSql:
                 raise ExecutionStateError(f"execution {execution_id} is {status} already")
             params = {**p, "ts": time.time(), "old": status,
                       "data": dump({"from_status": status})}
-            if status == Status.RUNNING and row["lease_expires_at"] is not None:
+            expires = row["lease_expires_at"]
+            if status == Status.RUNNING and expires is not None and expires >= params["ts"]:
                 if await self._driver.execute(_FLAG_CANCEL, params):
                     return Status.CANCELLING
                 continue

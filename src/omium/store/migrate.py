@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,23 +65,38 @@ async def _upgrade_postgres(sqlalchemy_url: str) -> None:
         await engine.dispose()
 
 
-def _sqlite_file_lock(sqlalchemy_url: str) -> int:
-    path = sqlalchemy_url.split("///", 1)[-1]
+# One descriptor per database file, open for the life of the process. Closing ANY
+# descriptor of a file drops every fcntl lock this process holds on it, SQLite's included:
+# the store's connection then no longer counts as a reader of the WAL, and the next
+# connection to close checkpoints and deletes the WAL file under it, so its later commits go
+# to an unlinked file and are lost to every other process (seen: a CLI run's final status).
+# Stores of one process share the descriptor, so a thread lock makes them take turns too.
+_LOCK_FDS: dict[str, tuple[int, threading.Lock]] = {}
+_LOCK_FDS_GUARD = threading.Lock()
+
+
+def _sqlite_file_lock(sqlalchemy_url: str) -> tuple[int, threading.Lock]:
+    path = os.path.realpath(sqlalchemy_url.split("///", 1)[-1])
+    with _LOCK_FDS_GUARD:
+        if path not in _LOCK_FDS:
+            _LOCK_FDS[path] = (os.open(path, os.O_CREAT | os.O_RDWR, 0o644), threading.Lock())
+        fd, lock = _LOCK_FDS[path]
+    lock.acquire()
     # Two processes creating one fresh database take turns. flock() on the database file
     # itself: Linux keeps flock and SQLite's fcntl locks apart, and no stray file is left.
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+    return fd, lock
 
 
 async def ensure_migrated(driver: Driver, sqlalchemy_url: str) -> None:
     if await current_revision(driver) == HEAD:
         return
     if driver.dialect == "sqlite":
-        fd = await asyncio.to_thread(_sqlite_file_lock, sqlalchemy_url)
+        fd, lock = await asyncio.to_thread(_sqlite_file_lock, sqlalchemy_url)
         try:
             await asyncio.to_thread(_upgrade_sqlite, sqlalchemy_url)
         finally:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)  # never os.close (see _LOCK_FDS)
+            lock.release()
     else:
         await _upgrade_postgres(sqlalchemy_url)

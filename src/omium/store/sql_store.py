@@ -3,6 +3,9 @@ protocol of ``omium.store.base``."""
 
 from __future__ import annotations
 
+import contextlib
+
+from omium.errors import DatabaseUnavailableError
 from omium.store._driver import Driver
 from omium.store._signal import QueueSignal
 from omium.store.base import Store
@@ -27,8 +30,13 @@ class SqlStore(ExecutionSql, BillingSql, TenantSql, LeaseSql, Store):
     async def connect(self) -> None:
         if self._connected:
             return
-        await self._driver.open()
-        await ensure_migrated(self._driver, self._migration_url)
+        try:
+            await self._driver.open()
+            await ensure_migrated(self._driver, self._migration_url)
+        except Exception as err:  # whatever the driver raises: say which database, and why
+            with contextlib.suppress(Exception):
+                await self._driver.close()
+            raise DatabaseUnavailableError(self.url, err) from err
         self._connected = True
 
     async def close(self) -> None:

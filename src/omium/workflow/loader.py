@@ -71,6 +71,10 @@ def read_document(path: str | Path) -> Any:
     except OSError as err:
         raise WorkflowValidationError([FieldProblem("", f"cannot read file: {err.strerror}")],
                                       str(p)) from None
+    except UnicodeDecodeError as err:
+        raise WorkflowValidationError([FieldProblem(
+            "", f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})")],
+            str(p)) from None
     try:
         if p.suffix.lower() == ".json":
             return loads_strict(text)
