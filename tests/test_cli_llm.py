@@ -62,7 +62,8 @@ def test_letter_example_bills_the_local_tenant(fake_url: str, tmp_path: Path) ->
 def test_credits_add_and_balance() -> None:
     assert omium("credits", "add", "acme", "10.25")[0] == 0
     code, out = omium("credits", "balance", "acme", "--json")
-    assert json.loads(out) == {"tenant_id": "acme", "balance_credits": "10.25"}
+    assert json.loads(out) == {"tenant_id": "acme", "balance_credits": "10.25",
+                               "limited": True, "overdraft_credits": "0"}
     code, out = omium("credits", "add", "acme", "ten")
     assert code == 2 and "not a number" in out
     code, out = omium("credits", "balance", "nobody")

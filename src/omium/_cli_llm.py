@@ -15,27 +15,45 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
+from omium._cli_common import (
+    DbOption,
+    JsonOption,
+    check_port,
+    err,
+    fail,
+    out,
+    plain,
+    port_option,
+    run_async,
+)
 from omium.billing.ledger import Ledger
-from omium.billing.money import nano_to_credits, nano_to_dollars
+from omium.billing.money import credits_to_nano, nano_to_credits, nano_to_dollars
+from omium.errors import UnknownTenantError
 from omium.store import open_store
 
 if TYPE_CHECKING:  # imported in the commands: aiohttp is slow to import for every CLI call
     from omium.llm.config import LLMConfig
     from omium.llm.pricing import PriceTable
-    from omium.store.records import UsageSummary
+    from omium.store.base import Store
+    from omium.store.records import TenantRecord, UsageSummary
 
 llm_app = typer.Typer(help="Local inference server and backend status.", no_args_is_help=True)
 credits_app = typer.Typer(help="Tenant balances (1 credit = $0.01).", no_args_is_help=True)
 ConfigOption = Annotated[str | None, typer.Option("--config", envvar="OMIUM_LLM_CONFIG",
                                                   help="LLM backends file (omium-llm.yaml).")]
+# llama.cpp's own default port, not the API's 8000: `omium serve` and `omium llm serve` run
+# side by side, and examples/loan_approval/omium-llm.yaml points here.
+DEFAULT_LLM_PORT = 8080
+# Click would read a negative amount ("-5") as an unknown option.
+_NEGATIVE_OK = {"ignore_unknown_options": True}
 
 
 @llm_app.command("serve")
-def serve(host: str = "127.0.0.1", port: int = 8000,
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, port_option("the LLM server")] = DEFAULT_LLM_PORT,
           model: Annotated[str | None, typer.Option(
-              help="A model id for vLLM (GPU), or a .gguf file for llama.cpp (CPU).")] = None
-          ) -> None:
+              help="A model id for vLLM (GPU), or a .gguf file for llama.cpp (CPU).")] = None,
+          as_json: JsonOption = False) -> None:
     """Start a local OpenAI-compatible server: vLLM on a GPU, else llama.cpp with SmolLM2."""
     from omium.contrib.local_llm.serve import (
         LocalServerUnavailable,
@@ -45,6 +63,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         stop_local_server,
     )
 
+    # Where a client reaches the server: a wildcard address on loopback.
+    reach = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    host_url = f"[{reach}]" if ":" in reach else reach
+    # First: a taken port is bad input whatever is installed, and must not become the
+    # child's own failure after a model load.
+    check_port(host, port, "pick another --port; or, if an OpenAI-compatible server runs "
+               f"there already, configure http://{host_url}:{port}/v1 as a backend")
     try:
         plan = plan_local_server(host=host, port=port, model=model)
     except LocalServerUnavailable as e:
@@ -54,11 +79,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         proc = start_local_server(plan)
     except LocalServerUnavailable as e:
         fail(str(e), 1)
-    out.print(f"serving {plan.model} at {plan.base_url} (server log: "
-              f"{default_log_path(plan)})\n"
-              "configure it with:\n"
-              f"  backends:\n    - {{name: local, base_url: \"{plan.base_url}\", "
-              f"model: {plan.model}, kind: local}}", highlight=False)
+    if as_json:
+        print(json.dumps({"engine": plan.engine, "model": plan.model, "base_url": plan.base_url,
+                          "log": str(default_log_path(plan)), "pid": proc.pid}), flush=True)
+    else:
+        out.print(f"serving {plan.model} at {plan.base_url} (server log: "
+                  f"{default_log_path(plan)})\n"
+                  "configure it with:\n"
+                  f"  backends:\n    - {{name: local, base_url: \"{plan.base_url}\", "
+                  f"model: {plan.model}, kind: local}}", soft_wrap=True)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
         raise typer.Exit(proc.wait())
@@ -169,27 +198,78 @@ def _check_day(day: str) -> None:
         fail(f"--since: {day!r} is not a date (YYYY-MM-DD)")
 
 
-@credits_app.command("add")
-def credits_add(tenant: str, amount: str, db: DbOption = None,
-                as_json: JsonOption = False) -> None:
-    """Top a tenant up by AMOUNT credits (exact decimals; creates the tenant if new)."""
+def _nano(field: str, amount: str) -> int:
+    try:
+        return credits_to_nano(amount)
+    except ValueError as bad:
+        fail(f"{field}: {bad}")
 
-    async def go() -> Decimal:
+
+def _dollars(credits: Decimal) -> str:
+    return ("-$" if credits < 0 else "$") + plain(abs(credits) / 100)
+
+
+async def _debit(store: Store, tenant_id: str, amount: str, nano: int) -> tuple[int, bool]:
+    """Take ``-nano`` off an existing tenant; a limited one not below minus its overdraft.
+    (new balance, limited)."""
+    tenant = await store.get_tenant(tenant_id)
+    if tenant is None:
+        raise ValueError(f"TENANT: no tenant {tenant_id!r} (a debit needs an existing tenant; "
+                         "nothing was debited)")
+    if not tenant.limited:
+        return await store.add_credits(tenant_id, nano), False
+    available = credits_to_nano(await Ledger(store).balance(tenant_id))  # expired holds back
+
+    def refuse(balance: int) -> ValueError:
+        return ValueError(
+            f"AMOUNT: {amount} would take {tenant_id} from {plain(nano_to_credits(balance))} "
+            f"to {plain(nano_to_credits(balance + nano))} credits, below its floor of "
+            f"{plain(nano_to_credits(-tenant.overdraft_nano))} (`omium credits overdraft "
+            f"{tenant_id} N` lowers it); nothing was debited")
+
+    if available + nano < -tenant.overdraft_nano:
+        raise refuse(available)
+    after = await store.add_credits(tenant_id, nano)  # one atomic update
+    if after < -tenant.overdraft_nano:  # calls took holds since the read: undo, refuse
+        await store.add_credits(tenant_id, -nano)
+        raise refuse(after - nano)
+    return after, True
+
+
+@credits_app.command("add", context_settings=_NEGATIVE_OK)
+def credits_add(tenant: Annotated[str, typer.Argument(help="Tenant id.")],
+                amount: Annotated[str, typer.Argument(
+                    help="Credits, exact decimals: positive to top up (creating the tenant if "
+                         "new), negative to debit (e.g. -5; not below the tenant's floor).")],
+                db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Top a tenant up by AMOUNT credits, or debit it with a negative AMOUNT (a correction)."""
+    nano = _nano("AMOUNT", amount)
+
+    async def go() -> tuple[int, bool]:
         async with open_store(db) as store:
-            return await Ledger(store).add_credits(tenant, amount)
+            if nano < 0:
+                return await _debit(store, tenant, amount, nano)
+            after = await store.add_credits(tenant, nano)
+            found = await store.get_tenant(tenant)
+            return after, found is None or found.limited
 
-    balance = run_async(go())
+    after, limited = run_async(go())
+    balance = nano_to_credits(after)
     if as_json:
-        print(json.dumps({"tenant_id": tenant, "balance_credits": str(balance)}))
-    else:
-        out.print(f"{tenant}: balance {balance} credits (${balance / 100})", highlight=False)
+        print(json.dumps({"tenant_id": tenant, "amount_credits": plain(nano_to_credits(nano)),
+                          "balance_credits": plain(balance), "limited": limited}))
+        return
+    done = (f"debited {plain(nano_to_credits(-nano))} credits; " if nano < 0 else "")
+    out.print(f"{tenant}: {done}balance {plain(balance)} credits ({_dollars(balance)})"
+              + ("" if limited else "; unlimited (no credit limit)"), soft_wrap=True)
 
 
-@credits_app.command("overdraft")
+@credits_app.command("overdraft", context_settings=_NEGATIVE_OK)
 def credits_overdraft(tenant: str, amount: str, db: DbOption = None,
                       as_json: JsonOption = False) -> None:
     """Let a limited tenant's LLM calls take its balance down to -AMOUNT credits (0: never
     below zero, the default)."""
+    _nano("AMOUNT", amount)
 
     async def go() -> Decimal:
         async with open_store(db) as store:
@@ -199,22 +279,35 @@ def credits_overdraft(tenant: str, amount: str, db: DbOption = None,
     if as_json:
         print(json.dumps({"tenant_id": tenant, "overdraft_credits": str(overdraft)}))
     else:
-        out.print(f"{tenant}: balance may go down to -{overdraft} credits", highlight=False)
+        out.print(f"{tenant}: balance may go down to -{overdraft} credits", soft_wrap=True)
 
 
 @credits_app.command("balance")
 def credits_balance(tenant: str, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """A tenant's available balance in credits: less what LLM calls in flight hold."""
+    """A tenant's available balance in credits: less what LLM calls in flight hold. An
+    unlimited tenant (the CLI's `local`) is never refused; its balance only tracks spending."""
 
-    async def go() -> Decimal:
+    async def go() -> tuple[Decimal, TenantRecord]:
         async with open_store(db) as store:
-            return await Ledger(store).balance(tenant)
+            balance = await Ledger(store).balance(tenant)
+            found = await store.get_tenant(tenant)
+            if found is None:
+                raise UnknownTenantError(tenant)
+            return balance, found
 
-    balance = run_async(go())
+    balance, found = run_async(go())
+    overdraft = nano_to_credits(found.overdraft_nano)
     if as_json:
-        print(json.dumps({"tenant_id": tenant, "balance_credits": str(balance)}))
+        print(json.dumps({"tenant_id": tenant, "balance_credits": plain(balance),
+                          "limited": found.limited, "overdraft_credits": plain(overdraft)}))
+    elif not found.limited:
+        out.print(f"{tenant}: unlimited (no credit limit: its calls are never refused for "
+                  f"credit); balance {plain(balance)} credits ({_dollars(balance)})",
+                  soft_wrap=True)
     else:
-        out.print(f"{tenant}: {balance} credits", highlight=False)
+        floor = f"; may go down to -{plain(overdraft)}" if overdraft else ""
+        out.print(f"{tenant}: {plain(balance)} credits ({_dollars(balance)}){floor}",
+                  soft_wrap=True)
 
 
 def usage(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,

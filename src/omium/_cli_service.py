@@ -8,12 +8,26 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async
+from omium._cli_common import (
+    DbOption,
+    JsonOption,
+    check_port,
+    err,
+    fail,
+    out,
+    plain,
+    port_option,
+    run_async,
+    styled,
+)
+from omium.billing.money import nano_to_credits
 from omium.engine.tenants import add_key, create_tenant_with_key, hash_key
 from omium.store import database_url, open_store
 
@@ -25,6 +39,10 @@ keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_
 # Executions one worker runs at once (omium.engine.worker.DEFAULT_CONCURRENCY; not imported
 # here, which would load the engine for every CLI command).
 DEFAULT_CONCURRENCY = 1000
+# The API's port. `omium llm serve` has its own (8080), so both can run on one machine.
+DEFAULT_PORT = 8000
+# uvicorn's exit status when the server cannot start (its STARTUP_FAILURE).
+_UVICORN_STARTUP_FAILURE = 3
 _CONCURRENCY_HELP = ("Executions run at once (agents mostly wait: each in flight costs memory, "
                      "not a core).")
 
@@ -97,7 +115,8 @@ async def _local_key(url: str) -> str:
     return key
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000,
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, port_option("the API")] = DEFAULT_PORT,
           processes: Annotated[int, typer.Option(help="API processes on one port.")] = 1,
           no_workers: Annotated[bool, typer.Option(
               "--no-workers", help="Run the API alone (workers elsewhere).")] = False,
@@ -126,17 +145,26 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         settings = Settings.from_env()
     except ValueError as bad:
         fail(str(bad))
+    # Before anything is written or started: uvicorn would log its own error and exit 3,
+    # which this CLI documents as "awaiting review".
+    check_port(host, port, "another server listens there; stop it, or pick another --port")
     key = run_async(_local_key(url))
+    # soft_wrap: the key stays on one line, to copy whole.
     err.print(f"omium API on http://{host}:{port} ({processes} process(es), "
               f"{'no workers' if no_workers else f'{worker_concurrency} worker slots each'})\n"
               f"tenant 'local' key: {key}   (curl -H 'Authorization: Bearer {key}' ...)",
-              highlight=False)
-    # Slow clients: the head deadline lives in PROTOCOL, the body's in the app.
-    uvicorn.run("omium.api.app:create_app", factory=True, host=host, port=port,
-                workers=processes, log_level="warning", access_log=False, http=PROTOCOL,
-                timeout_keep_alive=settings.keepalive_s,  # type: ignore[arg-type]
-                limit_concurrency=settings.max_connections,
-                h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+              soft_wrap=True)
+    try:
+        # Slow clients: the head deadline lives in PROTOCOL, the body's in the app.
+        uvicorn.run("omium.api.app:create_app", factory=True, host=host, port=port,
+                    workers=processes, log_level="warning", access_log=False, http=PROTOCOL,
+                    timeout_keep_alive=settings.keepalive_s,  # type: ignore[arg-type]
+                    limit_concurrency=settings.max_connections,
+                    h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+    except SystemExit as stopped:
+        if stopped.code == _UVICORN_STARTUP_FAILURE:  # e.g. the port taken since the check
+            fail("the API did not start (uvicorn's error is above)", 1)
+        raise
 
 
 @tenants_app.command("create")
@@ -151,26 +179,62 @@ def tenants_create(name: str, db: DbOption = None, as_json: JsonOption = False) 
     if as_json:
         print(json.dumps({"tenant_id": tenant_id, "api_key": key}))
     else:
-        out.print(f"tenant {tenant_id}\napi key (shown once): {key}", highlight=False)
+        out.print(f"tenant {tenant_id}\napi key (shown once): {key}", soft_wrap=True)
+
+
+@tenants_app.command("list")
+def tenants_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Every tenant: id, name, whether it has a credit limit, and its available balance."""
+
+    async def go() -> list[dict[str, object]]:
+        async with open_store(db) as store:
+            # As `omium credits balance`: holds whose process died are given back first.
+            await store.release_expired_holds(time.time())
+            return [{"id": t.id, "name": t.name, "limited": t.limited,
+                     "balance_credits": plain(nano_to_credits(t.balance_nano)),
+                     "overdraft_credits": plain(nano_to_credits(t.overdraft_nano)),
+                     "created_at": t.created_at} for t in await store.list_tenants()]
+
+    rows = run_async(go())
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="Tenants")
+    for col in ("id", "name", "limit", "balance (credits)"):
+        table.add_column(col)
+    for r in rows:
+        floor = r["overdraft_credits"]
+        limit = (f"limited, floor {'-' if floor != '0' else ''}{floor}" if r["limited"]
+                 else "unlimited")
+        table.add_row(str(r["id"]), str(r["name"]), limit, str(r["balance_credits"]))
+    out.print(table)
+    if not rows:
+        out.print("no tenants: `omium tenants create NAME`")
 
 
 @keys_app.command("create")
-def keys_create(tenant: Annotated[str | None, typer.Argument(help="Tenant id.")] = None,
-                admin: Annotated[bool, typer.Option(help="An admin key (tenant management).")
-                                 ] = False,
+def keys_create(tenant: Annotated[str | None, typer.Argument(
+                    help="Tenant id; without one, --admin makes a key bound to no tenant.")
+                ] = None,
+                admin: Annotated[bool, typer.Option(
+                    help="An admin key (tenant management, metrics); with TENANT it also "
+                         "acts as that tenant.")] = False,
                 db: DbOption = None, as_json: JsonOption = False) -> None:
-    """A new API key for TENANT (or an admin key with --admin), printed once."""
-    if (tenant is None) != admin:
-        fail("give a TENANT, or --admin without one")
+    """A new API key for TENANT, an admin key for TENANT (--admin), or an admin key bound to
+    no tenant (--admin alone); printed once."""
+    if tenant is None and not admin:
+        fail("TENANT: give a tenant id (or --admin alone, for an admin key bound to no tenant)")
 
     async def go() -> str:
         async with open_store(db) as store:
             if tenant is not None and await store.get_tenant(tenant) is None:
-                raise ValueError(f"no tenant {tenant!r}")
+                raise ValueError(f"TENANT: no tenant {tenant!r} (`omium tenants list`)")
             return await add_key(store, tenant, admin=admin)
 
     key = run_async(go())
     if as_json:
         print(json.dumps({"tenant_id": tenant, "api_key": key, "admin": admin}))
-    else:
-        out.print(f"api key (shown once): {key}", highlight=False)
+        return
+    what = ("admin key, bound to no tenant" if tenant is None
+            else f"admin key for tenant {tenant}" if admin else f"api key for tenant {tenant}")
+    out.print(styled(f"{what} (shown once): ", (key, "bold")), soft_wrap=True)

@@ -2,7 +2,7 @@
 
 ```yaml
 backends:
-  - {name: local, base_url: "http://127.0.0.1:8000/v1", model: smollm2, kind: local}
+  - {name: local, base_url: "http://127.0.0.1:8080/v1", model: smollm2, kind: local}
   - {name: openai, base_url: "https://api.openai.com/v1", model: gpt-3.5-turbo,
      kind: hosted, api_key_env: OPENAI_API_KEY, priority: 10}
 circuit: {failure_threshold: 3, cooldown_s: 60}
