@@ -131,13 +131,27 @@ async def test_workers_heartbeat(store: Store) -> None:
     assert await store.live_workers(5) == 1
 
 
-async def test_resume_refuses_an_execution_that_workers_own(store: Store) -> None:
+async def test_resume_refuses_a_live_lease_and_takes_over_an_expired_one(store: Store) -> None:
     from omium import MultiAgentExecutor
     from omium.errors import ExecutionStateError
 
-    await store.create_execution(execution("owned"))
-    assert await store.claim_execution("w", 0.01) is not None
-    await asyncio.sleep(0.03)  # the lease expired: a worker will reclaim it, not the CLI
+    definition = {"name": "wf", "agents": [
+        {"id": "a", "definition": {"callable": "tests.agents_for_tests:echo"}}]}
+    await store.create_execution(ExecutionRecord("owned", "wf", definition, {"x": 1}))
+    claimed = await store.claim_execution("w", 10)
+    assert claimed is not None
     async with MultiAgentExecutor(store) as ex:
-        with pytest.raises(ExecutionStateError, match="run by workers"):
-            await ex.resume("owned")
+        with pytest.raises(ExecutionStateError, match="lease held by w"):
+            await ex.resume("owned")  # its worker is alive: running it here would run twice
+    await store.create_execution(ExecutionRecord("lost", "wf", definition, {"x": 1}))
+    lost = await store.claim_execution("w", 0.01)
+    assert lost is not None
+    await asyncio.sleep(0.03)  # its worker stopped renewing: the lease expired
+    async with MultiAgentExecutor(store) as ex:
+        result = await ex.resume("lost")
+    assert result.status == "completed"
+    rec = await store.get_execution("lost")
+    assert rec is not None and rec.lease_epoch == lost[0].lease_epoch + 1
+    with pytest.raises(StaleLeaseError):  # the old holder's writes land nowhere
+        await store.add_events([EventRecord("lost", "late", None, {})],
+                               epoch=lost[0].lease_epoch)
