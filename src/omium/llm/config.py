@@ -27,7 +27,7 @@ DEFAULT_CONFIG = "omium-llm.yaml"
 #: How to give an llm agent a backend: said wherever one is missing (validation, the router).
 SETUP_HINT = (f"configure one: list it in {DEFAULT_CONFIG} (in the working directory) or in "
               f"the file {CONFIG_ENV} names, or set OMIUM_LLM_LOCAL_URL / OMIUM_LLM_HOSTED_URL; "
-              "`omium llm serve` starts a local model at http://127.0.0.1:8000/v1")
+              "`omium llm serve` starts a local model at http://127.0.0.1:8080/v1")
 
 
 class BackendConfig(BaseModel):

@@ -114,7 +114,7 @@ def _threads() -> int:
 
 
 def plan_local_server(
-    host: str = "127.0.0.1", port: int = 8000, model: str | None = None
+    host: str = "127.0.0.1", port: int = 8080, model: str | None = None
 ) -> LaunchSpec:
     """Decide which engine serves ``model`` and build its command line; start nothing.
 
