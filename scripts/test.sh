@@ -26,7 +26,16 @@ python3 -m pip install -q -e '.[test]'
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_CURL=OFF}"
 local_llm_marker="${XDG_CACHE_HOME:-$HOME/.cache}/omium/local-llm-built"
 skipped=""
-if python3 -m pip install -q -e '.[test,local-llm]'; then
+quiet=(-q)
+if ! python3 -c 'import llama_cpp' 2>/dev/null; then
+    # The first time: a from-source build with no output for minutes under -q. Say so, and
+    # let pip show its progress ("Building wheel for llama-cpp-python ...").
+    echo "test.sh: installing the local-llm extra: llama-cpp-python builds from source the" \
+        "first time (4-9 min on 2 cores; a C/C++ compiler and CMake), then comes from pip's" \
+        "wheel cache" >&2
+    quiet=(--progress-bar off)
+fi
+if python3 -m pip install "${quiet[@]}" -e '.[test,local-llm]'; then
     mkdir -p "$(dirname "$local_llm_marker")"
     touch "$local_llm_marker"
 elif [[ -e $local_llm_marker ]] || python3 -c 'import llama_cpp' 2>/dev/null; then
