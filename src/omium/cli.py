@@ -21,8 +21,10 @@ from omium._cli_llm import credits_app, llm_app, usage
 from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
 from omium.billing.money import nano_to_dollars
+from omium.engine import commands
 from omium.engine._llm import check_llm_backends
-from omium.engine.executor import REVIEW_DECISIONS, MultiAgentExecutor, check_inputs
+from omium.engine.commands import REVIEW_DECISIONS
+from omium.engine.executor import MultiAgentExecutor, check_inputs
 from omium.engine.graph import prepare
 from omium.engine.holder import INTERRUPTED, orphaned
 from omium.engine.result import ExecutionResult
@@ -253,18 +255,11 @@ def cancel_execution(execution_id: str, db: DbOption = None, as_json: JsonOption
                      ) -> None:
     """Cancel an execution: at once unless a worker runs it (then at its next heartbeat)."""
 
-    async def go() -> str | None:
-        async with open_store(db) as store:
-            rec = await store.get_execution(execution_id)
-            if rec is None:
-                return None
-            # The service's own cancel: an ended one is refused (exit 2), and a cancel
-            # records its ``cancelled`` event in the same transaction.
-            return await store.request_cancel(execution_id, rec.tenant_id)
+    async def go() -> str:
+        async with open_store(db) as store:  # the service's own cancel, any tenant's
+            return await commands.cancel(store, execution_id)
 
-    status = run_async(go())
-    if status is None:
-        fail(f"no execution with id {execution_id!r}")
+    status = run_async(go())  # unknown or ended: exit 2
     if as_json:
         print(json.dumps({"execution_id": execution_id, "status": status}))
     else:

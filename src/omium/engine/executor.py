@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from omium.engine import commands
 from omium.engine._llm import router_for
 from omium.engine.attempts import Sleep
 from omium.engine.graph import WorkflowGraph, prepare
-from omium.engine.holder import Holder, holder_id, lease_fields, orphaned
+from omium.engine.holder import Holder, holder_id, lease_fields
 from omium.engine.result import ExecutionResult
 from omium.engine.run import OnEvent, Run
 from omium.errors import (
@@ -19,7 +19,6 @@ from omium.errors import (
     ExecutionStateError,
     FieldProblem,
     InputValidationError,
-    StaleLeaseError,
 )
 from omium.jsonsafe import json_problem
 from omium.schemas import first_error
@@ -27,9 +26,6 @@ from omium.status import Status
 from omium.store import open_store
 from omium.store.base import Store
 from omium.store.records import (
-    CheckpointRecord,
-    ConsensusRecord,
-    EventRecord,
     ExecutionRecord,
 )
 from omium.workflow.model import WorkflowDef
@@ -37,7 +33,6 @@ from omium.workflow.model import WorkflowDef
 if TYPE_CHECKING:
     from omium.llm.router import LLMRouter
 
-REVIEW_DECISIONS = ("approve", "reject")
 
 
 def check_inputs(plan: WorkflowGraph, inputs: Any) -> None:
@@ -153,123 +148,30 @@ class MultiAgentExecutor:
         return result_from_record(await self._record(execution_id))
 
     async def _record(self, execution_id: str, tenant_id: str | None = None) -> ExecutionRecord:
-        rec = await (await self.store()).get_execution(execution_id)
-        # Another tenant's execution does not exist, as far as the caller can tell.
-        if rec is None or (tenant_id is not None and rec.tenant_id != tenant_id):
-            raise ExecutionNotFoundError(execution_id)
-        return rec
+        return await commands.record(await self.store(), execution_id, tenant_id)
 
     async def resume(self, execution_id: str, *, tenant_id: str | None = None,
                      drive: bool = True) -> ExecutionResult:
         """Continue an interrupted or failed execution: checkpointed agents are reused, only
-        what had not finished runs. Completed, cancelled and awaiting-review executions are
-        returned as they are. ``drive=False`` (the service) puts a failed execution back in
-        the queue for a worker instead of running it here."""
+        what had not finished runs (the rules: ``commands.resume``). Completed, cancelled
+        and awaiting-review executions are returned as they are. ``drive=False`` (the
+        service) puts a failed execution back in the queue for a worker instead."""
         store = await self.store()
-        rec = await self._record(execution_id, tenant_id)
-        if not drive:
-            if rec.status == Status.FAILED:
-                # Of concurrent resumes one requeues it (and records "resumed"); the others
-                # write nothing and report the status it has now.
-                await store.update_execution(
-                    execution_id, status=Status.QUEUED, expect_status=[Status.FAILED], events=[
-                        EventRecord(execution_id, "resumed", None, {"from_status": Status.FAILED},
-                                    time.time())],
-                    failed_agent=None, failure_type=None, error=None, finished_at=None,
-                    # An old cancel request must not stop the new run; a fixed poison
-                    # execution gets its full max_recoveries budget again.
-                    cancel_requested=0, recoveries=0)
-                rec = await self._record(execution_id)
-            return result_from_record(rec)
-        if rec.status not in (Status.RUNNING, Status.FAILED, Status.QUEUED):
-            return replace(result_from_record(rec), existing=True)  # nothing to resume
-        now = time.time()
-        if rec.status == Status.RUNNING and rec.lease_expires_at is not None and not orphaned(
-                rec.status, rec.lease_owner, rec.lease_expires_at, now):
-            # Its holder (a worker, another omium run) is alive: running it here too would
-            # run its agents twice. Once the lease expires it can be taken over.
-            raise ExecutionStateError(
-                f"execution {execution_id} is running (lease held by {rec.lease_owner} for "
-                f"{rec.lease_expires_at - now:.0f} s more); it can be taken over once that "
-                "lease expires")
-        plan = prepare(rec.definition)
-        events = [EventRecord(execution_id, "resumed", None, {"from_status": rec.status}, now)]
-        if rec.status == Status.RUNNING:
-            # Orphaned: the process that ran it stopped renewing its lease (or had none).
-            events.append(EventRecord(execution_id, "failure_detected", None,
-                                      {"failure_type": "worker_lost"}, now))
-        epoch = rec.lease_epoch + 1  # the takeover fences out the old holder's writes
-        try:
-            taken = await store.update_execution(
-                execution_id, status=Status.RUNNING, expect_status=[rec.status], events=events,
-                epoch=rec.lease_epoch, failed_agent=None, failure_type=None, error=None,
-                finished_at=None, recoveries=0, cancel_requested=0,
-                **lease_fields(holder_id(), epoch))
-        except StaleLeaseError:
-            taken = False
-        if not taken:
-            raise ExecutionStateError(f"execution {execution_id} changed while resuming "
-                                      "(a worker took it, or another resume)")
-        rec.status = Status.RUNNING
-        return await self._drive(store, plan, rec, epoch)
+        rec, epoch = await commands.resume(store, execution_id, tenant_id, here=drive)
+        if epoch is None:
+            return replace(result_from_record(rec), existing=drive)
+        return await self._drive(store, prepare(rec.definition), rec, epoch)
 
     async def review(self, execution_id: str, decision: str, *, reviewer: str | None = None,
                      tenant_id: str | None = None, drive: bool = True) -> ExecutionResult:
-        """Decide an execution awaiting review.
-
-        A split vote: the decision becomes the vote's result and the run continues (a
-        parallel workflow completes). A failure paused for review: approve re-runs the failed
-        agent, reject fails the execution.
-        """
-        if decision not in REVIEW_DECISIONS:
-            raise ValueError(f"decision must be one of {REVIEW_DECISIONS}, got {decision!r}")
+        """Decide an execution awaiting review (the rules: ``commands.review``); with
+        ``drive`` the run continues here, else a worker takes it from the queue."""
         store = await self.store()
-        rec = await self._record(execution_id, tenant_id)
-        if rec.status != Status.AWAITING_REVIEW:
-            raise ExecutionStateError(f"execution {execution_id} is {rec.status}, "
-                                      "not awaiting_review")
-        plan = prepare(rec.definition)
-        now = time.time()
-        events = [EventRecord(execution_id, "review", rec.failed_agent,
-                              {"decision": decision, "reviewer": reviewer}, now)]
-        vote: CheckpointRecord | None = None
-        fields: dict[str, Any]
-        if decision == "reject" and rec.failed_agent is not None:
-            status, fields = Status.FAILED, {"error": f"rejected in review: {rec.error}",
-                                      "finished_at": now}
-        else:
-            # The service hands the rest to a worker (queued); the CLI continues right here.
-            status = Status.RUNNING if drive else Status.QUEUED
-            fields = {"failed_agent": None, "failure_type": None, "error": None}
-            if drive:
-                fields.update(lease_fields(holder_id(), rec.lease_epoch + 1))
-            waiting = [c for c in await store.get_consensus(execution_id)
-                       if c.outcome == "manual_review" and c.reviewed_decision is None]
-            if waiting:
-                vote = _reviewed_vote(plan, waiting[-1], decision, reviewer, now)
-                events.insert(0, EventRecord(execution_id, "recovery_succeeded", vote.agent_id,
-                                             {"strategy": "manual_review"}, now))
-        # One transaction, only while it still awaits review: a review that lost to another
-        # review or a cancel leaves no trace, and a worker that claims the execution the
-        # moment it is queued finds the reviewed vote.
-        if not await store.apply_review(execution_id, decision, status=status, events=events,
-                                        vote=vote, **fields):
-            current = await self._record(execution_id)
-            raise ExecutionStateError(f"execution {execution_id} is {current.status}, "
-                                      "not awaiting_review (reviewed or cancelled meanwhile)")
-        if status == Status.FAILED or not drive:
-            return result_from_record(await self._record(execution_id))
-        rec.status = Status.RUNNING
-        return await self._drive(store, plan, rec, rec.lease_epoch + 1)
-
-
-def _reviewed_vote(plan: WorkflowGraph, vote: ConsensusRecord, decision: str, reviewer: str | None,
-                   now: float) -> CheckpointRecord:
-    """The vote node's checkpoint once a human decided the split vote: the run reuses it."""
-    output = {**vote.result, "decision": decision, "outcome": "reviewed",
-              "reviewed_by": reviewer or "human"}
-    node = plan.nodes[vote.node_id]
-    return CheckpointRecord(vote.execution_id, vote.node_id, node.index, 1, output, now, now)
+        rec, epoch = await commands.review(store, execution_id, decision, reviewer=reviewer,
+                                           tenant_id=tenant_id, here=drive)
+        if epoch is None:
+            return result_from_record(rec)
+        return await self._drive(store, prepare(rec.definition), rec, epoch)
 
 
 def result_from_record(rec: ExecutionRecord) -> ExecutionResult:
