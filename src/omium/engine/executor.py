@@ -128,6 +128,7 @@ class MultiAgentExecutor:
             inputs = plan.workflow.inputs if plan.workflow.inputs is not None else {}
         check_inputs(plan, inputs)
         store = await self.store()
+        self._llm(store, plan)  # a broken LLM config raises here, before anything is written
         definition = plan.workflow.model_dump(mode="json", exclude_none=True)
         workflow_id = await store.put_workflow(plan.workflow.name, definition, self.tenant_id)
         rec, created = await store.create_execution(ExecutionRecord(
