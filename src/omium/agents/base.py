@@ -33,6 +33,12 @@ class AgentContext:
     tenant_id: str = "local"
     workflow_name: str = ""
     llm: LLMRouter | None = None  # the executor's router, for agents that call LLMs
+    # An OpenAI-compatible endpoint for this agent's own LLM calls (framework agents build
+    # their client with it): routed by Omium's router and billed to this execution's tenant,
+    # with the execution and agent on each usage record. None where none is set up.
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str | None = None
 
     @property
     def idempotency_key(self) -> str:
