@@ -1,6 +1,7 @@
 """Storage conformance: every method of every protocol of ``omium.store.base``, tested on
 SQLite and PostgreSQL alike (the ``store`` fixture), one file per protocol:
-tests/test_store_executions.py, _billing.py, _tenants.py, _leases.py; the connection here.
+tests/test_store_executions.py, _billing.py, _tenants.py, _leases.py, _graph.py; the
+connection here.
 
 ``CONFORMANCE`` names the test that covers each method; a method added to a protocol without
 one fails ``test_every_store_method_has_a_conformance_test``.
@@ -25,6 +26,7 @@ _EXEC = "test_store_executions"
 _BILL = "test_store_billing"
 _KEYS = "test_store_tenants"
 _LEASE = "test_store_leases"
+_GRAPH = "test_store_graph"
 _CONNECT = "test_store::test_connect_migrates_once_and_reports_the_revision"
 CONFORMANCE = {
     # Store: the connection
@@ -88,6 +90,17 @@ CONFORMANCE = {
     "worker_heartbeat": f"{_LEASE}::test_workers_heartbeat",
     "worker_stopped": f"{_LEASE}::test_workers_heartbeat",
     "live_workers": f"{_LEASE}::test_workers_heartbeat",
+    # GraphCheckpointStore
+    "put_graph_checkpoint": f"{_GRAPH}::test_graph_checkpoints_are_found_by_thread_namespace_"
+                            "and_id_newest_first",
+    "get_graph_checkpoint": f"{_GRAPH}::test_graph_checkpoints_are_found_by_thread_namespace_"
+                            "and_id_newest_first",
+    "list_graph_checkpoints": f"{_GRAPH}::test_graph_checkpoints_are_found_by_thread_"
+                              "namespace_and_id_newest_first",
+    "put_graph_writes": f"{_GRAPH}::test_graph_writes_keep_the_first_regular_write_and_"
+                        "replace_special_ones",
+    "delete_graph_thread": f"{_GRAPH}::test_deleting_a_graph_thread_removes_every_namespace_"
+                           "and_write",
 }
 
 

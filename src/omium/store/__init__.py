@@ -11,6 +11,7 @@ from omium.store._sqlite import SQLiteDriver
 from omium.store.base import (
     BillingStore,
     ExecutionStore,
+    GraphCheckpointStore,
     LeaseStore,
     Store,
     TenantStore,
@@ -65,6 +66,7 @@ __all__ = [
     "EventRecord",
     "ExecutionRecord",
     "ExecutionStore",
+    "GraphCheckpointStore",
     "HandoffRecord",
     "LeaseStore",
     "SqlStore",

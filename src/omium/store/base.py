@@ -28,6 +28,8 @@ from omium.store.records import (
     EventRecord,
     ExecutionDetail,
     ExecutionRecord,
+    GraphCheckpoint,
+    GraphWrite,
     HandoffRecord,
     LLMFailureCount,
     SchemaRevision,
@@ -316,11 +318,54 @@ class LeaseStore(Protocol):
         """Workers not stopped whose last heartbeat is at most ``within_s`` old."""
 
 
+class GraphCheckpointStore(Protocol):
+    """LangGraph checkpoints and pending writes (``omium.contrib.langgraph``'s saver), by
+    thread and namespace; the saver serialises them, the store keeps bytes. Checkpoint ids
+    order as their bytes do (LangGraph's ids are time-ordered) on both backends.
+
+    With ``epoch`` (and the execution) a write is fenced like the run's own writes."""
+
+    @abstractmethod
+    async def put_graph_checkpoint(self, cp: GraphCheckpoint, *,
+                                   epoch: int | None = None) -> None:
+        """Insert it, or replace the one with the same thread, namespace and id (its writes
+        stay)."""
+
+    @abstractmethod
+    async def put_graph_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str,
+                               writes: Sequence[GraphWrite], *, execution_id: str | None = None,
+                               epoch: int | None = None) -> None:
+        """Store a task's writes on a checkpoint: a write whose (task, idx) is stored already
+        is kept as it was, except the special channels' (negative idx), which replace it."""
+
+    @abstractmethod
+    async def get_graph_checkpoint(self, thread_id: str, checkpoint_ns: str,
+                                   checkpoint_id: str | None = None
+                                   ) -> GraphCheckpoint | None:
+        """That checkpoint (the newest of the thread and namespace when ``checkpoint_id`` is
+        None), with its pending writes; None if there is none."""
+
+    @abstractmethod
+    async def list_graph_checkpoints(self, *, thread_id: str | None = None,
+                                     checkpoint_ns: str | None = None,
+                                     checkpoint_id: str | None = None,
+                                     before: str | None = None,
+                                     metadata: Mapping[str, Any] | None = None,
+                                     limit: int | None = None) -> list[GraphCheckpoint]:
+        """Newest first, each with its pending writes: the filters that are given (``before``:
+        ids below it; ``metadata``: every key equal), at most ``limit``."""
+
+    @abstractmethod
+    async def delete_graph_thread(self, thread_id: str) -> None:
+        """Every checkpoint and write of the thread, in every namespace."""
+
+
 class WorkerStore(ExecutionStore, LeaseStore, BillingStore, Protocol):
     """What a worker uses: it claims executions, runs them, and bills their LLM calls."""
 
 
-class Store(ExecutionStore, BillingStore, TenantStore, LeaseStore, Protocol):
+class Store(ExecutionStore, BillingStore, TenantStore, LeaseStore,
+            GraphCheckpointStore, Protocol):
     """Every concern, and the connection: what ``open_store`` returns. All methods are
     coroutine-safe."""
 

@@ -214,6 +214,36 @@ class ExecutionDetail:
     totals: DetailTotals | None = None
 
 
+@dataclass
+class GraphWrite:
+    """A pending write of one task of a LangGraph super-step (``put_writes``): its value
+    serialised by the saver (``type`` names the serialiser's format)."""
+
+    task_id: str
+    idx: int  # the write's index in its task; negative for the special channels
+    channel: str
+    type: str
+    value: bytes
+    task_path: str = ""
+
+
+@dataclass
+class GraphCheckpoint:
+    """One LangGraph checkpoint of a thread and namespace, serialised by the saver; read back
+    with its pending writes (in the order LangGraph applies them)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    type: str
+    checkpoint: bytes
+    metadata: dict[str, Any]
+    execution_id: str | None = None  # the Omium execution it belongs to, if any
+    created_at: float = 0.0
+    writes: list[GraphWrite] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class SchemaRevision:
     current: str | None  # None: no schema yet

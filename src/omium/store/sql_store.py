@@ -11,6 +11,7 @@ from omium.store._signal import QueueSignal
 from omium.store.base import Store
 from omium.store.billing_sql import BillingSql
 from omium.store.execution_sql import ExecutionSql
+from omium.store.graph_sql import GraphSql
 from omium.store.lease_sql import LeaseSql
 from omium.store.migrate import current_revision, ensure_migrated
 from omium.store.migrations import HEAD
@@ -18,7 +19,7 @@ from omium.store.records import SchemaRevision
 from omium.store.tenant_sql import TenantSql
 
 
-class SqlStore(ExecutionSql, BillingSql, TenantSql, LeaseSql, Store):
+class SqlStore(ExecutionSql, BillingSql, TenantSql, LeaseSql, GraphSql, Store):
     def __init__(self, url: str, driver: Driver, migration_url: str) -> None:
         self.url = url
         self._driver = driver  # private: nothing outside omium.store runs SQL
