@@ -12,6 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from omium.agents.runtime import REVIEW_REQUESTED
+
 STYLE = {"completed": "green", "failed": "red", "awaiting_review": "yellow",
          "running": "cyan", "reused": "blue", "done": "green", "retrying": "yellow"}
 
@@ -86,6 +88,9 @@ class Progress:
             row.status, row.attempts = "retrying", data["attempt"]
             row.note = f"{data['failure_type']}: {data['error']}"
             return f"{agent_id}: attempt {data['attempt']} failed ({row.note})"
+        if kind == "agent_failed" and data["failure_type"] == REVIEW_REQUESTED:
+            row.status, row.note = "awaiting_review", data["error"]  # its own pause
+            return f"{agent_id}: {row.note}"
         if kind == "agent_failed":
             row.status, row.note = "failed", f"{data['failure_type']}: {data['error']}"
             return f"{agent_id}: failed ({row.note})"

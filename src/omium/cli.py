@@ -20,6 +20,7 @@ from omium._cli_common import DbOption, JsonOption, err, fail, out, run_async, s
 from omium._cli_llm import credits_app, llm_app, usage
 from omium._cli_service import keys_app, serve, tenants_app, worker
 from omium._display import Progress, preview, when
+from omium.agents.runtime import REVIEW_REQUESTED
 from omium.billing.money import nano_to_dollars
 from omium.engine import commands
 from omium.engine._llm import check_llm_backends
@@ -119,6 +120,8 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
                       f"{result.error}", soft_wrap=True)
             out.print(f"after fixing, continue with: omium resume {result.execution_id}")
         if result.status == Status.AWAITING_REVIEW:
+            if result.failure_type == REVIEW_REQUESTED:  # what the agent asks the reviewer
+                out.print(f"{result.failed_agent}: {result.error}", soft_wrap=True)
             out.print(f"decide with: omium review {result.execution_id} --decision "
                       "approve|reject")
     raise typer.Exit(EXIT.get(result.status, 4))

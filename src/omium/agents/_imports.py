@@ -168,15 +168,18 @@ def _defined_here(module: Any, module_name: str, name: str) -> Any:
     return obj
 
 
-@lru_cache(maxsize=4096)
-def _resolve(ref: str, base_dir: str | None, allowed: tuple[str, ...] | None
-             ) -> Callable[..., Any]:
+def _object(ref: str, base_dir: str | None, allowed: tuple[str, ...] | None) -> Any:
     module_name, names = check_ref(ref, allowed)
     module = _import(module_name, base_dir)
     if allowed is None:
-        obj = _walk(module, module_name, names)
-    else:
-        obj = _defined_here(module, module_name, names[0])
+        return _walk(module, module_name, names)
+    return _defined_here(module, module_name, names[0])
+
+
+@lru_cache(maxsize=4096)
+def _resolve(ref: str, base_dir: str | None, allowed: tuple[str, ...] | None
+             ) -> Callable[..., Any]:
+    obj = _object(ref, base_dir, allowed)
     if not callable(obj):
         raise ValueError(f"{ref!r} is not callable")
     return obj  # type: ignore[no-any-return]
@@ -196,3 +199,12 @@ def resolve_ref(ref: Any, base_dir: str | None = None, *,
 def import_ref(ref: Any, base_dir: str | None = None) -> Callable[..., Any]:
     """Import ``module:attr`` under the operator's rules (see the module docstring)."""
     return resolve_ref(ref, base_dir)
+
+
+def import_object(ref: Any, base_dir: str | None = None) -> Any:
+    """Import ``module:attr`` under the operator's rules whatever it is, callable or not
+    (an adapter's compiled graph). A client's references stay functions and classes only:
+    ``resolve_ref`` with ``allowed``."""
+    if not isinstance(ref, str):
+        raise ValueError(f"expected 'module:attr', got {ref!r}")
+    return _object(ref, base_dir, None)

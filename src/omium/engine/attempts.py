@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omium.agents.base import Agent, AgentContext, contained
+from omium.agents.runtime import ReviewRequested
 from omium.engine.failures import Failure, classify, describe
 from omium.errors import OutputValidationError
 from omium.jsonsafe import json_problem
@@ -33,7 +34,10 @@ async def run_once(agent: Agent, spec: AgentSpec, inputs: Any, ctx: AgentContext
     process's: ``contained`` sits inside wait_for's task, where asyncio would re-raise
     SystemExit out of the event loop."""
     call = contained(agent.run(inputs, ctx))
-    output = await (asyncio.wait_for(call, spec.timeout_s) if spec.timeout_s else call)
+    try:
+        output = await (asyncio.wait_for(call, spec.timeout_s) if spec.timeout_s else call)
+    except ReviewRequested as request:  # no failure, so no retry: the run pauses on it
+        return request
     # NaN would be stored as non-JSON, a set or a date as the text of its str()
     if (bad := json_problem(output, "$", only_json=True)) is not None:
         raise OutputValidationError(f"output is not valid JSON at {bad.path}: {bad.reason}")

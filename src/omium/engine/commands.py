@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from omium.agents.runtime import REVIEW_REQUESTED
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.holder import holder_id, lease_fields, orphaned
 from omium.errors import ExecutionNotFoundError, ExecutionStateError, StaleLeaseError
@@ -103,7 +104,8 @@ async def review(store: Store, execution_id: str, decision: str, *,
                  here: bool) -> tuple[ExecutionRecord, int | None]:
     """Decide an execution awaiting review: (its record, the epoch to drive it with here,
     or None). A split vote: the decision becomes the vote's result and the run continues. A
-    failure paused for review: approve re-runs the failed agent, reject fails it."""
+    failure paused for review: approve re-runs the failed agent, reject fails it. An agent's
+    own request (``ReviewRequested``): either decision re-runs it, with the decision."""
     if decision not in REVIEW_DECISIONS:
         raise ValueError(f"decision must be one of {REVIEW_DECISIONS}, got {decision!r}")
     rec = await record(store, execution_id, tenant_id)
@@ -117,7 +119,8 @@ async def review(store: Store, execution_id: str, decision: str, *,
     vote: CheckpointRecord | None = None
     fields: dict[str, Any]
     epoch: int | None = None
-    if decision == "reject" and rec.failed_agent is not None:
+    if (decision == "reject" and rec.failed_agent is not None
+            and rec.failure_type != REVIEW_REQUESTED):
         status, fields = Status.FAILED, {"error": f"rejected in review: {rec.error}",
                                           "finished_at": now}
     else:

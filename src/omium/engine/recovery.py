@@ -3,17 +3,20 @@
 A node's attempts are retried first (engine/attempts.py). What then: ``fallback`` runs its
 standby agent in the node's place; ``rollback`` runs the node's upstream again, up to
 ``max_rollbacks`` times over all resumes of the execution; ``manual_review`` pauses the
-execution for a human; anything else stops it unless only votes wait on the node.
+execution for a human; anything else stops it unless only votes wait on the node. An agent
+may ask for a review itself (``omium.agents.runtime``): it pauses the same way, and is run
+again with the decision.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from omium.agents.base import Agent
+from omium.agents.runtime import Review
 from omium.engine.attempts import Success
 from omium.engine.failures import Failure
 from omium.engine.graph import Node, WorkflowGraph
@@ -47,6 +50,26 @@ class Recovered:
     ok: Success
     served_by: str | None = None  # the fallback agent that stood in for the node
     events: list[EventRecord] = field(default_factory=list)  # recovery_succeeded
+
+
+def answered_reviews(events: Sequence[EventRecord]) -> dict[str, Review]:
+    """Agents' own review requests that a human has decided since: agent id -> the review.
+
+    A ``review`` event decides every request made before it (a parallel step may pause on
+    several agents at once; one human decision resumes the execution). Only each agent's
+    latest request counts: a request made again after a decision waits for the next one."""
+    asked: dict[str, EventRecord] = {}
+    decided: dict[str, Review] = {}
+    for ev in events:
+        if ev.type == "review_requested" and ev.agent_id is not None:
+            asked[ev.agent_id] = ev
+            decided.pop(ev.agent_id, None)
+        elif ev.type == "review":
+            for agent_id, req in asked.items():
+                decided[agent_id] = Review(ev.data.get("decision", ""), ev.data.get("reviewer"),
+                                           req.data.get("prompt"), req.data.get("key"))
+            asked = {}
+    return decided
 
 
 class Recovery:

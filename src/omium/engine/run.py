@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from omium import metrics
 from omium.agents.base import Agent
+from omium.agents.runtime import REVIEW_REQUESTED, AgentRuntime, Review, ReviewRequested, lend
 from omium.billing.money import nano_to_dollars
 from omium.coordination.consensus import decide
 from omium.coordination.handoff import HandoffProtocol, HandoffResult
 from omium.engine.attempts import Sleep, Success, run_with_retries
 from omium.engine.failures import Failure
 from omium.engine.graph import Node, WorkflowGraph
-from omium.engine.recovery import Recovered, Recovery, Rollback, Verdict
+from omium.engine.recovery import Recovered, Recovery, Rollback, Verdict, answered_reviews
 from omium.engine.result import ExecutionResult
 from omium.errors import ExecutionStateError, HandoffValidationError
 from omium.status import Status
@@ -66,6 +67,8 @@ class Run:
         # The final update, when the last checkpoint carried it (see _completion).
         self._completed: dict[str, Any] | None = None
         self.votes: dict[str, dict[str, Any]] = {}
+        # Agents' own review requests that a human decided (read on resume): lent to them.
+        self.reviews: dict[str, Review] = {}
         self.recovery = Recovery(store, graph, rec.id, epoch=epoch, emit=self._emit,
                                  attempts=self._attempts)
         receivers = {n.id: n.agent for n in graph.nodes.values() if n.agent is not None}
@@ -88,11 +91,26 @@ class Run:
 
     async def _attempts(self, agent: Agent, spec: AgentSpec, agent_id: str, data: Any
                         ) -> Success | Failure:
-        """All attempts of one agent (a node's, or a fallback's in its place)."""
-        return await run_with_retries(
-            agent, spec, data, execution_id=self.rec.id, agent_id=agent_id,
-            tenant_id=self.rec.tenant_id, workflow_name=self.rec.workflow_name,
-            on_failed_attempt=self._failed_attempt, sleep=self.sleep, llm=self.llm)
+        """All attempts of one agent (a node's, or a fallback's in its place), with the
+        store and its review decision lent to it (omium.agents.runtime)."""
+        with lend(AgentRuntime(self.store, self.epoch, self.reviews.get(agent_id))):
+            outcome = await run_with_retries(
+                agent, spec, data, execution_id=self.rec.id, agent_id=agent_id,
+                tenant_id=self.rec.tenant_id, workflow_name=self.rec.workflow_name,
+                on_failed_attempt=self._failed_attempt, sleep=self.sleep, llm=self.llm)
+        if isinstance(outcome, Success) and isinstance(outcome.output, ReviewRequested):
+            return await self._review_requested(agent_id, outcome.output, outcome.attempt)
+        return outcome
+
+    async def _review_requested(self, agent_id: str, request: ReviewRequested, attempt: int
+                                ) -> Failure:
+        """The agent asked for a human: its request is an event (what the reviewer is
+        asked); the execution pauses as for a failure under ``manual_review``."""
+        await self.store.add_events([EventRecord(
+            self.rec.id, "review_requested", agent_id,
+            {"prompt": request.prompt, "key": request.key, "attempt": attempt}, time.time())],
+            epoch=self.epoch)
+        return Failure(agent_id, REVIEW_REQUESTED, str(request), attempt, "manual_review")
 
     # -- the scheduler
     async def drive(self, *, fresh: bool = False) -> ExecutionResult:
@@ -107,6 +125,7 @@ class Run:
                            duration_s=cp.finished_at - cp.started_at, served_by=cp.served_by)
         if not fresh:
             await self.recovery.resume()
+            self.reviews = answered_reviews(await self.store.get_events(self.rec.id))
         pending = [n for n in self.graph.nodes if n not in self.done]
         running: dict[asyncio.Task[Any], str] = {}
         started = time.perf_counter()
@@ -202,6 +221,8 @@ class Run:
         # A handoff that failed validation is not retried: the same data would fail again.
         self._emit("agent_started", node.id)
         outcome = await self._attempts(agent, spec, node.id, data)
+        if isinstance(outcome, Failure) and outcome.failure_type == REVIEW_REQUESTED:
+            return outcome  # the agent's own pause: no fallback stands in for a human
         settled = await self.recovery.settle(node, outcome, data)
         if isinstance(settled, Failure):
             return settled

@@ -1,0 +1,168 @@
+"""``OmiumSaver``: a LangGraph checkpoint saver over Omium's store (SQLite or PostgreSQL).
+
+The async methods are the saver: LangGraph calls them under ``ainvoke``/``astream``, which is
+how the adapter runs every graph. The sync ones exist for code that calls the saver from
+another thread (a sync node reading ``graph.get_state``): they run the coroutine on the
+store's event loop and wait. Called on that loop's own thread they would wait for
+themselves forever, so they refuse with ``InvalidStateError`` instead, as LangGraph's own
+async savers (langgraph-checkpoint-sqlite, -postgres) do.
+
+Storage: one row per checkpoint with its channel values inside the serialised checkpoint
+(as langgraph-checkpoint-sqlite keeps them), one row per pending write, metadata as JSON
+(``omium.store.graph_sql``). Given an execution and lease epoch, every write is fenced: once
+another process has taken the execution over, this one's graph can write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    SerializerProtocol,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+
+from omium.store.base import GraphCheckpointStore
+from omium.store.records import GraphCheckpoint, GraphWrite
+
+T = TypeVar("T")
+
+
+def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+                             "checkpoint_id": checkpoint_id}}
+
+
+class OmiumSaver(BaseCheckpointSaver[str]):
+    """Checkpoints of LangGraph threads in ``store``. Make it on the event loop the store
+    serves (the sync methods run there). ``execution_id`` and ``epoch``: the Omium execution
+    whose lease fences every write (both or neither)."""
+
+    def __init__(self, store: GraphCheckpointStore, *, execution_id: str | None = None,
+                 epoch: int | None = None, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)
+        self.store = store
+        self.execution_id, self.epoch = execution_id, epoch
+        self.loop = asyncio.get_running_loop()
+
+    # -- the async interface
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        conf = config["configurable"]
+        cp = await self.store.get_graph_checkpoint(str(conf["thread_id"]),
+                                                   conf.get("checkpoint_ns", ""),
+                                                   get_checkpoint_id(config))
+        return None if cp is None else self._tuple(cp)
+
+    async def alist(self, config: RunnableConfig | None, *,
+                    filter: dict[str, Any] | None = None,
+                    before: RunnableConfig | None = None,
+                    limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+        conf = config["configurable"] if config else {}
+        found = await self.store.list_graph_checkpoints(
+            thread_id=str(conf["thread_id"]) if "thread_id" in conf else None,
+            checkpoint_ns=conf.get("checkpoint_ns"), checkpoint_id=conf.get("checkpoint_id"),
+            before=get_checkpoint_id(before) if before else None, metadata=filter,
+            limit=limit)
+        for cp in found:
+            yield self._tuple(cp)
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,
+                   metadata: CheckpointMetadata, new_versions: ChannelVersions
+                   ) -> RunnableConfig:
+        conf = config["configurable"]
+        thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        type_, blob = self.serde.dumps_typed(checkpoint)
+        await self.store.put_graph_checkpoint(GraphCheckpoint(
+            thread_id, ns, checkpoint["id"], conf.get("checkpoint_id"), type_, blob,
+            dict(get_serializable_checkpoint_metadata(config, metadata)),
+            execution_id=self.execution_id), epoch=self.epoch)
+        return _config(thread_id, ns, checkpoint["id"])
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
+                          task_id: str, task_path: str = "") -> None:
+        conf = config["configurable"]
+        rows = []
+        for idx, (channel, value) in enumerate(writes):
+            type_, blob = self.serde.dumps_typed(value)
+            rows.append(GraphWrite(task_id, WRITES_IDX_MAP.get(channel, idx), channel, type_,
+                                   blob, task_path))
+        await self.store.put_graph_writes(
+            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), str(conf["checkpoint_id"]),
+            rows, execution_id=self.execution_id, epoch=self.epoch)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self.store.delete_graph_thread(str(thread_id))
+
+    def _tuple(self, cp: GraphCheckpoint) -> CheckpointTuple:
+        parent = (_config(cp.thread_id, cp.checkpoint_ns, cp.parent_checkpoint_id)
+                  if cp.parent_checkpoint_id else None)
+        return CheckpointTuple(
+            _config(cp.thread_id, cp.checkpoint_ns, cp.checkpoint_id),
+            self.serde.loads_typed((cp.type, cp.checkpoint)),
+            cast(CheckpointMetadata, cp.metadata), parent,
+            [(w.task_id, w.channel, self.serde.loads_typed((w.type, w.value)))
+             for w in cp.writes])
+
+    # -- the sync interface: the same coroutines, run on the store's loop
+    def _wait(self, make: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise asyncio.InvalidStateError(
+                "a sync method of OmiumSaver was called on the event loop it runs on, where "
+                "waiting for it would deadlock: use its async method (aget_tuple, alist, aput, "
+                "...) or run the graph with ainvoke/astream")
+        if self.loop.is_closed() or not self.loop.is_running():
+            raise RuntimeError("OmiumSaver's event loop is not running: its sync methods "
+                               "work only while the loop that made it runs")
+        coro: Coroutine[Any, Any, Any] = make(*args, **kwargs)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return cast(CheckpointTuple | None, self._wait(self.aget_tuple, config))
+
+    def list(self, config: RunnableConfig | None, *,
+             filter: dict[str, Any] | None = None,
+             before: RunnableConfig | None = None,
+             limit: int | None = None) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before,
+                                                limit=limit)]
+
+        yield from cast(list[CheckpointTuple], self._wait(collect))
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        return cast(RunnableConfig,
+                    self._wait(self.aput, config, checkpoint, metadata, new_versions))
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
+                   task_id: str, task_path: str = "") -> None:
+        self._wait(self.aput_writes, config, writes, task_id, task_path)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._wait(self.adelete_thread, thread_id)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """Monotonic string versions with a random tail, as LangGraph's SQL savers make
+        them (two writers of one version still differ)."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(current.split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
