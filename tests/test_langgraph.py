@@ -251,6 +251,25 @@ async def test_the_api_s_review_resumes_an_interrupted_graph(api: Api) -> None:
                              "first": "approve", "second": "approve"}
 
 
+async def test_one_review_resumes_every_graph_a_parallel_step_paused_on(
+        sqlite_store: Store) -> None:
+    wf = workflow(lg("left", "approval_graph"), lg("right", "approval_graph"),
+                  execution_order="dag")
+    async with MultiAgentExecutor(sqlite_store) as ex:
+        paused = await ex.execute("both", wf, {"amount": 1})
+        assert paused.status == "awaiting_review"
+        again = await ex.review("both", "approve")  # both graphs reach their second interrupt
+        assert again.status == "awaiting_review"
+        done = await ex.review("both", "reject")
+    assert done.status == "completed", done.error
+    for side in ("left", "right"):
+        assert done.results[side]["first"] == "approve"
+        assert done.results[side]["second"] == "reject"
+    asked = [e.agent_id for e in await sqlite_store.get_events("both")
+             if e.type == "review_requested"]
+    assert sorted(asked) == ["left", "left", "right", "right"]
+
+
 async def test_over_the_api_a_graph_is_named_by_a_factory(api: Api) -> None:
     _, h = await api.tenant("acme")
     r = await api.client.post(f"{V1}/executions", headers=h,
