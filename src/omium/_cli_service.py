@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -30,6 +31,10 @@ from omium._cli_common import (
 from omium.billing.money import nano_to_credits
 from omium.engine.tenants import add_key, create_tenant_with_key, hash_key
 from omium.store import database_url, open_store
+
+if TYPE_CHECKING:
+    from omium.api.settings import Settings
+    from omium.engine.endpoints import AgentEndpoints
 
 tenants_app = typer.Typer(help="Tenants of the service (each with API keys).",
                           no_args_is_help=True)
@@ -71,9 +76,18 @@ def worker(db: DbOption = None,
                     "(max_recoveries_exceeded); a workflow's max_recoveries wins.")] = 3
            ) -> None:
     """Claim queued executions and run them (scale out: more processes, more machines)."""
+    from omium.api.settings import Settings
     from omium.engine.worker import Worker
 
     _agent_threads()
+    try:
+        settings = Settings.from_env()
+    except ValueError as bad:
+        fail(str(bad))
+    if settings.gateway_url and not settings.gateway_secret:
+        fail("OMIUM_GATEWAY_URL needs OMIUM_GATEWAY_SECRET, the same as the API's, to sign "
+             "agents' gateway tokens (or unset OMIUM_GATEWAY_URL: the worker then serves "
+             "its own gateway on loopback)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def go() -> int:
@@ -83,7 +97,8 @@ def worker(db: DbOption = None,
             loop.add_signal_handler(sig, stop.set)
         async with open_store(db) as store:
             w = Worker(store, concurrency=concurrency, lease_s=lease, grace_s=grace,
-                       poll_s=poll, max_recoveries=max_recoveries)
+                       poll_s=poll, max_recoveries=max_recoveries,
+                       endpoints=_service_endpoints(settings))
             err.print(f"worker {w.id} on {store.url}: concurrency {concurrency}, "
                       f"lease {lease:g}s", highlight=False)
             await w.run(stop)
@@ -91,6 +106,31 @@ def worker(db: DbOption = None,
 
     done = run_async(go())
     err.print(f"worker stopped after {done} execution(s)")
+
+
+def _service_endpoints(settings: Settings) -> AgentEndpoints | None:
+    """Agents' endpoints at the deployment's gateway, when OMIUM_GATEWAY_URL names one."""
+    if settings.gateway_url is None or settings.gateway_secret is None:
+        return None
+    from omium.engine.endpoints import service_endpoints
+    from omium.llm.gateway_token import TokenSigner
+
+    return service_endpoints(settings.gateway_url,
+                             TokenSigner(settings.gateway_secret.encode()),
+                             settings.gateway_token_ttl_s)
+
+
+def _gateway_env(host: str, port: int) -> None:
+    """What every process of this serve shares about the LLM gateway: the URL its workers'
+    agents call (this serve, by loopback when it listens on every address) and the secret
+    their tokens are signed with (one per start unless the operator set one)."""
+    if not os.environ.get("OMIUM_GATEWAY_URL"):
+        reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
+        if ":" in reach and not reach.startswith("["):
+            reach = f"[{reach}]"
+        os.environ["OMIUM_GATEWAY_URL"] = f"http://{reach}:{port}/v1"
+    if not os.environ.get("OMIUM_GATEWAY_SECRET"):
+        os.environ["OMIUM_GATEWAY_SECRET"] = secrets.token_hex(32)
 
 
 def _local_key_file(url: str) -> Path:
@@ -135,6 +175,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     os.environ["OMIUM_DATABASE_URL"] = url
     os.environ["OMIUM_SERVE_WORKERS"] = "0" if no_workers else str(worker_concurrency)
     os.environ["OMIUM_MAX_RECOVERIES"] = str(max_recoveries)  # read by each API process
+    _gateway_env(host, port)
     if processes > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Several processes serve /metrics: prometheus-client aggregates their files here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="omium-prom-")

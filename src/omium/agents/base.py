@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from omium.agents._imports import declared_refs, resolve_ref
 from omium.errors import AgentCrashedError, FieldProblem
@@ -19,12 +19,63 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class LLMEndpoint:
+    """An OpenAI-compatible endpoint for one agent's own LLM calls."""
+
+    base_url: str  # ends in /v1, as OpenAI clients expect
+    api_key: str
+    model: str | None
+
+
+class EndpointSource(Protocol):
+    """Makes an agent's endpoint when the agent first reads one (see ``AgentContext``)."""
+
+    def endpoint(self, ctx: AgentContext) -> LLMEndpoint: ...
+
+
+class _FromEndpoint:
+    """A context field that, when not given, is read from ``ctx.llm_endpoint`` on first use.
+
+    Reading ``ctx.llm_base_url`` is what starts a CLI run's in-process gateway, so python
+    agents that never read it cost nothing; the fields stay plain constructor arguments
+    (a test or an adapter may pass fixed ones). Thread-safe enough: two threads reading at
+    once may each mint a token, both valid."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ctx: AgentContext | None, owner: type | None = None) -> Any:
+        if ctx is None:
+            return self  # the dataclass machinery asks the class for its default
+        value = ctx.__dict__.get(self.name)
+        if value is None and ctx.llm_endpoint is not None:
+            resolved = ctx.__dict__.get("_llm_resolved")
+            if resolved is None:
+                resolved = ctx.__dict__["_llm_resolved"] = ctx.llm_endpoint.endpoint(ctx)
+            value = getattr(resolved, self.name.removeprefix("llm_"))
+        return value
+
+    def __set__(self, ctx: AgentContext, value: Any) -> None:
+        ctx.__dict__[self.name] = None if value is self else value
+
+    def __repr__(self) -> str:  # how the default shows in signatures and help()
+        return "None"
+
+
+@dataclass(frozen=True)
 class AgentContext:
     """What an agent knows about the call it serves.
 
     ``idempotency_key`` is the same for every attempt and every resume of this agent in this
     execution: an agent with outside effects (a payment, an e-mail) passes it on so the effect
     happens once even when the agent is re-run after a crash.
+
+    ``llm_base_url``, ``llm_api_key`` and ``llm_model``: an OpenAI-compatible endpoint for
+    this agent's own LLM calls (framework agents build their client with them), routed by
+    Omium's router and billed to this execution's tenant with the execution and agent on each
+    usage record. The key is valid only for this execution and agent, and only for a while.
+    Made on first read by ``llm_endpoint`` (the executor's or worker's); None where there is
+    none. Not in ``repr``: the key is a credential.
     """
 
     execution_id: str
@@ -33,12 +84,11 @@ class AgentContext:
     tenant_id: str = "local"
     workflow_name: str = ""
     llm: LLMRouter | None = None  # the executor's router, for agents that call LLMs
-    # An OpenAI-compatible endpoint for this agent's own LLM calls (framework agents build
-    # their client with it): routed by Omium's router and billed to this execution's tenant,
-    # with the execution and agent on each usage record. None where none is set up.
-    llm_base_url: str | None = None
-    llm_api_key: str | None = None
-    llm_model: str | None = None
+    llm_base_url: str | None = field(default=_FromEndpoint(), repr=False, compare=False)
+    llm_api_key: str | None = field(default=_FromEndpoint(), repr=False, compare=False)
+    # The model to ask for: the definition's ``model``, else the first configured one.
+    llm_model: str | None = field(default=_FromEndpoint(), repr=False, compare=False)
+    llm_endpoint: EndpointSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def idempotency_key(self) -> str:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from omium.api import errors
 from omium.api.auth import Authenticator
+from omium.api.gateway import GatewayDispatch, build_gateway, close_gateway, signer_for
 from omium.api.jsonbody import StrictJSONMiddleware
 from omium.api.limits import BodyLimitMiddleware
 from omium.api.routes import (
@@ -61,11 +62,17 @@ async def start_workers(app: FastAPI) -> Stop:
     """In-process workers: claim and run executions beside the API in this process."""
     import asyncio
 
+    from omium.engine.endpoints import service_endpoints
     from omium.engine.worker import Worker
 
+    settings: Settings = app.state.settings
     stop = asyncio.Event()
-    worker = Worker(app.state.store, concurrency=app.state.settings.worker_concurrency,
-                    max_recoveries=app.state.settings.max_recoveries)
+    # Agents call this serve's gateway (the URL `omium serve` sets); without one (an app
+    # built by hand) the worker serves its own on loopback, as a CLI run does.
+    endpoints = None if settings.gateway_url is None else service_endpoints(
+        settings.gateway_url, app.state.gateway_signer, settings.gateway_token_ttl_s)
+    worker = Worker(app.state.store, concurrency=settings.worker_concurrency,
+                    max_recoveries=settings.max_recoveries, endpoints=endpoints)
     task = asyncio.ensure_future(worker.run(stop))
 
     async def shutdown() -> None:  # graceful: finish or release current work
@@ -97,11 +104,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Authenticator(settings.admin_key, ttl_s=settings.auth_cache_s)
     app.state.plans = WorkflowCache()
-    app.state.on_startup_extra = [declare_llm_models, *(
+    app.state.gateway_signer = signer_for(settings.gateway_secret)
+    app.state.gateway = build_gateway(app)
+    # Stopped after the workers (hooks stop in reverse order): their agents may still call.
+    app.state.on_startup_extra = [declare_llm_models, close_gateway, *(
         [start_workers] if settings.worker_concurrency > 0 else [])]
     errors.install(app)
     app.add_middleware(StrictJSONMiddleware)  # innermost: sees bodies already size-capped
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # The LLM gateway (/v1/...) answers in OpenAI's shapes with its own body limit: in front
+    # of the two above, behind the slow-body deadline.
+    app.add_middleware(GatewayDispatch, gateway=app.state.gateway)
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     for module in (workflows, executions, execution_lists, actions, events, tenants):
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.API_ERRORS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from omium.llm.gateway_token import MIN_SECRET_BYTES
 from omium.store import DEFAULT_URL, URL_ENV
 
 MIB = 1024 * 1024
@@ -42,6 +43,21 @@ def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return number
 
 
+def _env_url(name: str) -> str | None:
+    value = (os.environ.get(name) or "").strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value or None
+
+
+def _env_secret(name: str) -> str | None:
+    value = os.environ.get(name) or None
+    if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"{name} must be at least {MIN_SECRET_BYTES} bytes (e.g. "
+                         "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_URL
@@ -70,6 +86,14 @@ class Settings:
     body_timeout_s: float = 60.0  # OMIUM_BODY_TIMEOUT_S
     keepalive_s: float = 5.0  # OMIUM_KEEPALIVE_S
     max_connections: int = 1000  # OMIUM_MAX_CONNECTIONS
+    # The LLM gateway (/v1): OMIUM_GATEWAY_URL is the base URL agents in this process's
+    # workers call (`omium serve` sets it to its own address); OMIUM_GATEWAY_SECRET signs
+    # their execution tokens and must be the same in every API and worker process of a
+    # deployment (`omium serve` makes one per start for its processes when none is set);
+    # OMIUM_GATEWAY_TOKEN_TTL_S is how long a token stays valid.
+    gateway_url: str | None = None
+    gateway_secret: str | None = None
+    gateway_token_ttl_s: float = 3600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -87,4 +111,7 @@ class Settings:
             body_timeout_s=_env_float("OMIUM_BODY_TIMEOUT_S", 60.0),
             keepalive_s=_env_float("OMIUM_KEEPALIVE_S", 5.0),
             max_connections=_env_int("OMIUM_MAX_CONNECTIONS", 1000, minimum=1),
+            gateway_url=_env_url("OMIUM_GATEWAY_URL"),
+            gateway_secret=_env_secret("OMIUM_GATEWAY_SECRET"),
+            gateway_token_ttl_s=_env_float("OMIUM_GATEWAY_TOKEN_TTL_S", 3600.0),
         )

@@ -21,6 +21,12 @@ def router_for(plan: WorkflowGraph, store: BillingStore) -> LLMRouter | None:
     """A router from the LLM config, billing ``store``; None if ``plan`` has no llm agent."""
     if LLM not in plan.frameworks:
         return None
+    return build_router(store)
+
+
+def build_router(store: BillingStore) -> LLMRouter:
+    """A router from the LLM config, billing ``store`` (for llm agents, and for the gateway
+    other agents call)."""
     # Imported here: aiohttp costs ~90 ms of start-up that python-only runs skip.
     from omium.llm.config import load_config
     from omium.llm.router import LLMRouter

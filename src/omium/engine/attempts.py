@@ -10,6 +10,7 @@ from typing import Any
 
 from omium.agents.base import Agent, AgentContext, contained
 from omium.agents.runtime import ReviewRequested
+from omium.engine.endpoints import ENDPOINTS
 from omium.engine.failures import Failure, classify, describe
 from omium.errors import OutputValidationError
 from omium.jsonsafe import json_problem
@@ -58,8 +59,13 @@ async def run_with_retries(agent: Agent, spec: AgentSpec, inputs: Any, *, execut
     policy = spec.retry
     attempts = policy.max_attempts
     last: Failure | None = None
+    # The model the agent's own OpenAI client should ask for, when its definition names one.
+    model = spec.definition.get("model")
+    endpoints = ENDPOINTS.get()
     for attempt in range(1, attempts + 1):
-        ctx = AgentContext(execution_id, agent_id, attempt, tenant_id, workflow_name, llm)
+        ctx = AgentContext(execution_id, agent_id, attempt, tenant_id, workflow_name, llm,
+                           llm_model=model if isinstance(model, str) else None,
+                           llm_endpoint=endpoints)
         started = time.time()
         try:
             output = await run_once(agent, spec, inputs, ctx)

@@ -8,8 +8,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from omium.engine import commands
-from omium.engine._llm import router_for
+from omium.engine._llm import build_router, router_for
 from omium.engine.attempts import Sleep
+from omium.engine.endpoints import AgentEndpoints, start_run
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.holder import Holder, holder_id, lease_fields
 from omium.engine.result import ExecutionResult
@@ -59,6 +60,10 @@ class MultiAgentExecutor:
 
     ``on_event(kind, agent_id, data)`` is called synchronously for progress displays.
     ``sleep`` is the backoff clock (inject a fake one in tests).
+
+    Agents' ``ctx.llm_base_url``/``llm_api_key`` point at a gateway this executor starts in
+    its process (127.0.0.1, a random port) when an agent first reads one, and stops in
+    ``aclose``; calls through it use the executor's router and bill its store.
     """
 
     def __init__(self, store: Store | None = None, *, tenant_id: str = "local",
@@ -68,6 +73,7 @@ class MultiAgentExecutor:
         self._owns_store = store is None
         self._router = router
         self._owns_router = router is None
+        self._endpoints: AgentEndpoints | None = None
         self._connected = False
         self.tenant_id = tenant_id
         self.on_event = on_event
@@ -82,6 +88,9 @@ class MultiAgentExecutor:
         return self._store
 
     async def aclose(self) -> None:
+        if self._endpoints is not None:  # the gateway first: it calls the router
+            await self._endpoints.aclose()
+            self._endpoints = None
         if self._router is not None and self._owns_router:
             await self._router.aclose()
             self._router = None
@@ -103,13 +112,27 @@ class MultiAgentExecutor:
             self._router = router_for(plan, store)
         return self._router
 
+    def _gateway_router(self) -> LLMRouter:
+        """The router the in-process gateway calls: the executor's, built if no llm agent
+        needed one yet."""
+        if self._router is None:
+            assert self._store is not None
+            self._router = build_router(self._store)
+        return self._router
+
+    def _agent_endpoints(self) -> AgentEndpoints:
+        # Costs an object: the gateway starts when an agent first reads its endpoint.
+        if self._endpoints is None:
+            self._endpoints = AgentEndpoints(router=self._gateway_router)
+        return self._endpoints
+
     async def _drive(self, store: Store, plan: WorkflowGraph, rec: ExecutionRecord,
                      epoch: int, *, fresh: bool = False) -> ExecutionResult:
         """Run it here, under the lease at ``epoch`` this process holds (see holder.py)."""
         holder = Holder(store, rec.id, epoch)
         run = Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
                   llm=self._llm(store, plan), epoch=epoch, gate=holder.gate)
-        result = await holder.hold(asyncio.ensure_future(run.drive(fresh=fresh)))
+        result = await holder.hold(start_run(self._agent_endpoints(), run.drive(fresh=fresh)))
         return result if result is not None else result_from_record(await self._record(rec.id))
 
     async def execute(self, execution_id: str,

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from omium import metrics
 from omium.agents._imports import allowed_modules
 from omium.agents.refs import reference_problems
-from omium.engine._llm import router_for
+from omium.engine._llm import build_router, router_for
+from omium.engine.endpoints import AgentEndpoints, start_run
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.run import Run
 from omium.errors import StaleLeaseError, WorkflowValidationError
@@ -74,7 +75,8 @@ class Worker:
                  poll_s: float = 0.2,
                  grace_s: float = 30.0,
                  router: LLMRouter | None = None,
-                 max_recoveries: int = DEFAULT_MAX_RECOVERIES) -> None:
+                 max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+                 endpoints: AgentEndpoints | None = None) -> None:
         if max_recoveries < 0:
             raise ValueError(f"max_recoveries must be >= 0, got {max_recoveries}")
         if concurrency < 1:
@@ -87,6 +89,9 @@ class Worker:
         self.lease_s, self.concurrency = lease_s, concurrency
         self.poll_s, self.grace_s = poll_s, grace_s
         self._router = router
+        # Agents' own OpenAI-compatible endpoint (ctx.llm_base_url): the service's gateway
+        # when given, else one this worker serves on loopback on first need (as a CLI run).
+        self._endpoints = endpoints
         self._plans: dict[str, WorkflowGraph] = {}
         self._active: dict[str, tuple[asyncio.Task[Any], int]] = {}  # id -> (run task, epoch)
         # The leases of the runs under way, all renewed by one loop in one statement.
@@ -135,6 +140,8 @@ class Worker:
                     await task
             with contextlib.suppress(Exception):
                 await self.store.worker_stopped(self.id)
+            if self._endpoints is not None:  # a local gateway calls the router: first
+                await self._endpoints.aclose()
             if self._router is not None:
                 await self._router.aclose()
 
@@ -220,6 +227,16 @@ class Worker:
             self._router = router_for(plan, self.store)
         return self._router
 
+    def _gateway_router(self) -> LLMRouter:
+        if self._router is None:
+            self._router = build_router(self.store)
+        return self._router
+
+    def _agent_endpoints(self) -> AgentEndpoints:
+        if self._endpoints is None:
+            self._endpoints = AgentEndpoints(router=self._gateway_router)
+        return self._endpoints
+
     async def _execute(self, rec: ExecutionRecord, reclaimed: bool) -> None:
         epoch = rec.lease_epoch
         try:
@@ -235,8 +252,8 @@ class Worker:
                     return
             # A first claim of a never-run execution has no checkpoints to read.
             fresh = epoch == 1 and rec.result is None and not reclaimed
-            drive = asyncio.ensure_future(
-                Run(self.store, plan, rec, llm=self._llm(plan), epoch=epoch).drive(fresh=fresh))
+            drive = start_run(self._agent_endpoints(), Run(
+                self.store, plan, rec, llm=self._llm(plan), epoch=epoch).drive(fresh=fresh))
             await self._hold_lease(rec, epoch, drive)
         except StaleLeaseError:
             metrics.stale_writes_rejected.inc()

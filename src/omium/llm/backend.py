@@ -20,6 +20,21 @@ from omium.llm.pricing import Usage
 RETRYABLE_4XX = {408, 409, 425, 429}
 
 
+# A streamed chunk as the server sent it (the gateway forwards each one to its own client).
+OnChunk = Callable[[dict[str, Any]], None]
+
+
+def carries_output(chunk: dict[str, Any]) -> bool:
+    """Whether a streamed chunk holds part of the answer (text or a tool call), not only a
+    role or the usage: once one reached the caller, another backend would repeat it."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("function_call") \
+                or choice.get("text"):
+            return True
+    return False
+
+
 class BackendFailure(Exception):
     """A failure that counts against the backend and moves on to the next one."""
 
@@ -33,7 +48,7 @@ class Completion:
     text: str
     model: str
     usage: Usage | None  # as the server reported it; None when it reported nothing
-    raw: dict[str, Any]
+    raw: dict[str, Any] | None  # the server's JSON answer; None when streamed (chunks)
 
 
 def _usage(data: dict[str, Any] | None) -> Usage | None:
@@ -76,7 +91,8 @@ class Backend:
             self._session = None
 
     async def request(self, path: str, body: dict[str, Any],
-                      on_delta: Callable[[str], None] | None = None) -> Completion:
+                      on_delta: Callable[[str], None] | None = None,
+                      on_chunk: OnChunk | None = None) -> Completion:
         """POST to ``/chat/completions`` or ``/completions``; raises BackendFailure or
         LLMRequestError."""
         url = f"{self.cfg.base_url}{path}"
@@ -85,7 +101,7 @@ class Backend:
                 if resp.status != 200:
                     await self._raise_for(resp)
                 if body.get("stream"):
-                    return await self._read_stream(resp, body, on_delta)
+                    return await self._read_stream(resp, body, on_delta, on_chunk)
                 data = await resp.json(content_type=None)
                 # A 200 without a usable answer is the backend's failure too: fall back.
                 return self._parse(data, body)
@@ -115,7 +131,8 @@ class Backend:
                           _usage(data.get("usage")), data)
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, body: dict[str, Any],
-                           on_delta: Callable[[str], None] | None) -> Completion:
+                           on_delta: Callable[[str], None] | None,
+                           on_chunk: OnChunk | None) -> Completion:
         parts: list[str] = []
         usage: Usage | None = None
         model = body["model"]
@@ -129,6 +146,8 @@ class Backend:
             chunk = json.loads(payload)
             model = chunk.get("model") or model
             usage = _usage(chunk.get("usage")) or usage
+            if on_chunk is not None:
+                on_chunk(chunk)
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
                 if piece:
@@ -137,7 +156,7 @@ class Backend:
                         on_delta(piece)
         else:
             raise BackendFailure("connection", "stream ended before [DONE]")
-        return Completion("".join(parts), model, usage, {"streamed": True})
+        return Completion("".join(parts), model, usage, None)
 
     async def probe(self) -> float:
         """Seconds for GET /models (for status displays; never used to close a circuit)."""

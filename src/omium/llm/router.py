@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from omium import metrics
 from omium.errors import AllBackendsFailedError, LLMRequestError, NoLLMBackendError
-from omium.llm.backend import Backend, BackendFailure, Completion
+from omium.llm.backend import Backend, BackendFailure, Completion, OnChunk, carries_output
 from omium.llm.breaker import STATE_VALUE, CircuitBreaker
 from omium.llm.config import SETUP_HINT, BackendConfig, LLMConfig
 from omium.llm.pricing import ModelPrice, Usage
@@ -44,6 +44,9 @@ class LLMResult:
     idempotency_key: str | None  # the usage record's key (None when nothing is billed)
     errors: dict[str, str] = field(default_factory=dict)  # backends passed over, and why
     billed: bool = False
+    # The server's whole JSON answer (tool calls, finish reasons, logprobs: what the gateway
+    # hands its clients); None for a streamed answer, which went out chunk by chunk.
+    raw: dict[str, Any] | None = None
 
 
 class _Metrics:
@@ -100,22 +103,28 @@ class LLMRouter:
     async def chat(self, messages: list[dict[str, Any]], *, model: str | None = None,
                    max_tokens: int | None = None, temperature: float | None = None,
                    stream: bool = False, on_delta: Callable[[str], None] | None = None,
+                   on_chunk: OnChunk | None = None,
                    tenant_id: str = "local", execution_id: str | None = None,
                    agent_id: str | None = None, idempotency_key: str | None = None,
                    extra: dict[str, Any] | None = None) -> LLMResult:
-        """A chat completion from the first backend that can serve it."""
+        """A chat completion from the first backend that can serve it. Streaming,
+        ``on_delta`` gets each piece of text and ``on_chunk`` each chunk as the server sent
+        it; ``extra`` is merged into the request body as it is."""
         body: dict[str, Any] = {"messages": messages, **(extra or {})}
         return await self._route("/chat/completions", body, model=model, max_tokens=max_tokens,
                                  temperature=temperature, stream=stream, on_delta=on_delta,
-                                 tenant_id=tenant_id, execution_id=execution_id,
-                                 agent_id=agent_id, idempotency_key=idempotency_key,
+                                 on_chunk=on_chunk, tenant_id=tenant_id,
+                                 execution_id=execution_id, agent_id=agent_id,
+                                 idempotency_key=idempotency_key,
                                  prompt_text=lambda: count_messages(messages))
 
-    async def complete(self, prompt: str, **kwargs: Any) -> LLMResult:
-        """A text completion (``/v1/completions``); same keywords as ``chat``."""
+    async def complete(self, prompt: str | list[Any], **kwargs: Any) -> LLMResult:
+        """A text completion (``/v1/completions``; ``prompt`` a string or OpenAI's list of
+        them); same keywords as ``chat``."""
         extra = kwargs.pop("extra", None) or {}
+        text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
         return await self._route("/completions", {"prompt": prompt, **extra},
-                                 prompt_text=lambda: count_tokens(prompt), **kwargs)
+                                 prompt_text=lambda: count_tokens(text), **kwargs)
 
     # -- routing
     def candidates(self, model: str | None) -> list[Backend]:
@@ -132,7 +141,8 @@ class LLMRouter:
     async def _route(self, path: str, body: dict[str, Any], *, prompt_text: Callable[[], int],
                      model: str | None = None, max_tokens: int | None = None,
                      temperature: float | None = None, stream: bool = False,
-                     on_delta: Callable[[str], None] | None = None, tenant_id: str = "local",
+                     on_delta: Callable[[str], None] | None = None,
+                     on_chunk: OnChunk | None = None, tenant_id: str = "local",
                      execution_id: str | None = None, agent_id: str | None = None,
                      idempotency_key: str | None = None) -> LLMResult:
         backends = self.candidates(model)
@@ -142,13 +152,16 @@ class LLMRouter:
             # and is held off the balance until the call is settled, so parallel calls cannot
             # all spend the same credit.
             est = _rough_tokens(body)
-            worst = max(self._prices[b.name].cost(est, max_tokens or 512) for b in backends)
+            completion = max_tokens or body.get("max_completion_tokens") or 512
+            if not isinstance(completion, int):  # the backend will refuse it: hold the default
+                completion = 512
+            worst = max(self._prices[b.name].cost(est, completion) for b in backends)
             ttl = HOLD_MARGIN_S + sum(b.cfg.connect_timeout_s + b.cfg.read_timeout_s
                                       for b in backends)
             hold = await self.ledger.reserve(tenant_id, worst, ttl)
         try:
             return await self._send(path, body, backends, max_tokens, temperature, stream,
-                                    on_delta, tenant_id, execution_id, agent_id,
+                                    (on_delta, on_chunk), tenant_id, execution_id, agent_id,
                                     idempotency_key, prompt_text, hold)
         except BaseException:
             # Failed, refused by the backend, cancelled: nothing is owed, give it all back
@@ -159,7 +172,8 @@ class LLMRouter:
 
     async def _send(self, path: str, body: dict[str, Any], backends: list[Backend],
                     max_tokens: int | None, temperature: float | None, stream: bool,
-                    on_delta: Callable[[str], None] | None, tenant_id: str,
+                    callbacks: tuple[Callable[[str], None] | None, OnChunk | None],
+                    tenant_id: str,
                     execution_id: str | None, agent_id: str | None,
                     idempotency_key: str | None, prompt_text: Callable[[], int],
                     hold: CreditHold | None) -> LLMResult:
@@ -172,6 +186,7 @@ class LLMRouter:
             body["stream_options"] = {"include_usage": True}
         errors: dict[str, str] = {}
         emitted = False
+        on_delta, on_chunk = callbacks
         if on_delta is not None:
             user_delta = on_delta
 
@@ -179,6 +194,13 @@ class LLMRouter:
                 nonlocal emitted
                 emitted = True
                 user_delta(piece)
+        if on_chunk is not None:
+            user_chunk = on_chunk
+
+            def on_chunk(chunk: dict[str, Any]) -> None:
+                nonlocal emitted
+                emitted = emitted or carries_output(chunk)
+                user_chunk(chunk)
 
         for position, backend in enumerate(backends):
             breaker = self.breakers[backend.name]
@@ -187,7 +209,7 @@ class LLMRouter:
                 continue
             completion = await self._try(backend, breaker, path, {**body,
                                                                  "model": backend.cfg.model},
-                                         on_delta, errors)
+                                         (on_delta, on_chunk), errors)
             if completion is None:
                 if emitted:  # the caller has part of an answer: another backend would repeat it
                     raise AllBackendsFailedError({**errors, "router": "stream broke mid-answer"})
@@ -203,13 +225,14 @@ class LLMRouter:
         raise AllBackendsFailedError(errors)
 
     async def _try(self, backend: Backend, breaker: CircuitBreaker, path: str,
-                   body: dict[str, Any], on_delta: Callable[[str], None] | None,
+                   body: dict[str, Any],
+                   callbacks: tuple[Callable[[str], None] | None, OnChunk | None],
                    errors: dict[str, str]) -> tuple[Completion, float] | None:
         stats = self.stats[backend.name]
         stats.calls += 1
         started = time.perf_counter()
         try:
-            completion = await backend.request(path, body, on_delta)
+            completion = await backend.request(path, body, *callbacks)
         except BackendFailure as err:
             breaker.record_failure()
             stats.failures += 1
@@ -246,7 +269,8 @@ class LLMRouter:
         if idempotency_key is None and self.ledger is not None:
             idempotency_key = uuid.uuid4().hex  # only billing needs one: uuid4 costs ~8 us
         result = LLMResult(completion.text, backend.name, completion.model, backend.cfg.kind,
-                           fallback, latency * 1000, usage, cost, idempotency_key, errors)
+                           fallback, latency * 1000, usage, cost, idempotency_key, errors,
+                           raw=completion.raw)
         model = backend.cfg.model
         m = self._metrics[backend.name]
         m.latency.observe(latency)
