@@ -25,6 +25,7 @@ def ask_sync(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
         client.close()
     assert reply.usage is not None
     return {"text": reply.choices[0].message.content, "model": ctx.llm_model,
+            "base_url": ctx.llm_base_url,
             "prompt_tokens": reply.usage.prompt_tokens,
             "completion_tokens": reply.usage.completion_tokens}
 
@@ -41,7 +42,8 @@ async def ask_async(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
             parts.extend(c.delta.content or "" for c in chunk.choices)
             usage = chunk.usage or usage
     assert usage is not None
-    return {"text": "".join(parts), "prompt_tokens": usage.prompt_tokens,
+    return {"text": "".join(parts), "base_url": ctx.llm_base_url,
+            "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens}
 
 

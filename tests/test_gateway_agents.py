@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,6 +39,7 @@ from tests._gateway_util import (
     served,
     write_llm_config,
 )
+from tests._processes import ROOT, omium
 from tests._serve_process import omium_serve
 
 AGENTS = "tests.gateway_agents"
@@ -225,15 +228,54 @@ async def test_a_real_omium_serve_with_two_processes_bills_agents_and_openai_cli
             ids.append(r.json()["execution_id"])
         for execution_id in ids:
             for _ in range(500):
-                status = (await http.get(f"/api/v1/executions/{execution_id}",
-                                         headers=auth)).json()["status"]
-                if status not in ("queued", "running"):
+                detail = (await http.get(f"/api/v1/executions/{execution_id}",
+                                         headers=auth)).json()
+                if detail["status"] not in ("queued", "running"):
                     break
                 await asyncio.sleep(0.02)
-            assert status == "completed"
+            assert detail["status"] == "completed", detail
+            # The URL `omium serve` gave its workers: its own /v1.
+            assert detail["result"]["results"]["analyst"]["base_url"] == f"{srv.base}/v1"
     async with open_store(f"sqlite:///{db}") as store:
         records = {r.execution_id: r for r in await store.usage_records(tenant_id="local")}
     assert None in records  # the direct call, billed to the key's tenant
     for i, execution_id in enumerate(ids):
         r = records[execution_id]
         assert (r.agent_id, r.prompt_tokens, r.completion_tokens) == ("analyst", 60, i + 1)
+
+
+async def test_an_omium_worker_elsewhere_calls_the_apis_gateway_with_the_shared_secret(
+        tmp_path: Path, servers: tuple[FakeOpenAIServer, FakeOpenAIServer]) -> None:
+    db = tmp_path / "split.db"
+    secret = {"OMIUM_GATEWAY_SECRET": "shared-by-the-deployment-" + "x" * 16}
+    async with omium_serve(db, "--no-workers", **secret) as srv:
+        url = {"OMIUM_GATEWAY_URL": f"{srv.base}/v1"}
+        refused = await asyncio.to_thread(omium_cli, "worker", "--db", f"sqlite:///{db}",
+                                          env={**url, "OMIUM_GATEWAY_SECRET": None})
+        assert refused.code == 2 and "OMIUM_GATEWAY_SECRET" in refused.err
+        worker = omium("worker", "--db", f"sqlite:///{db}", env={
+            **os.environ, **url, **secret, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            auth = {"Authorization": f"Bearer {srv.key}"}
+            async with httpx.AsyncClient(base_url=srv.base) as http:
+                r = await http.post("/api/v1/executions", headers=auth, json={
+                    "workflow": {"name": "split", "agents": [py("remote", "ask_sync")]},
+                    "inputs": {"prompt": "far away #usage=77/7"}})
+                execution_id = r.json()["execution_id"]
+                for _ in range(1000):
+                    detail = (await http.get(f"/api/v1/executions/{execution_id}",
+                                             headers=auth)).json()
+                    if detail["status"] not in ("queued", "running"):
+                        break
+                    await asyncio.sleep(0.02)
+            assert detail["status"] == "completed", detail
+            # The API's gateway, not one of the worker's own.
+            assert detail["result"]["results"]["remote"]["base_url"] == f"{srv.base}/v1"
+        finally:
+            worker.terminate()
+            worker.wait(20)
+    async with open_store(f"sqlite:///{db}") as store:
+        [record] = await store.usage_records(execution_id=execution_id)
+    assert (record.agent_id, record.prompt_tokens, record.completion_tokens) == (
+        "remote", 77, 7)

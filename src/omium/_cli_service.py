@@ -193,7 +193,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     # soft_wrap: the key stays on one line, to copy whole.
     err.print(f"omium API on http://{host}:{port} ({processes} process(es), "
               f"{'no workers' if no_workers else f'{worker_concurrency} worker slots each'})\n"
-              f"tenant 'local' key: {key}   (curl -H 'Authorization: Bearer {key}' ...)",
+              f"tenant 'local' key: {key}   (curl -H 'Authorization: Bearer {key}' ...)\n"
+              f"OpenAI-compatible LLM gateway: http://{host}:{port}/v1 (the same keys)",
               soft_wrap=True)
     try:
         # Slow clients: the head deadline lives in PROTOCOL, the body's in the app.
