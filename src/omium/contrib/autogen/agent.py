@@ -1,0 +1,119 @@
+"""``framework: autogen``: an AutoGen AgentChat team (or a single agent) as an Omium agent.
+
+definition: ``{team: "module:factory", task?: "template"}``. ``factory(ctx)`` (or
+``factory()``; sync or async) returns an AgentChat team (``RoundRobinGroupChat``,
+``SelectorGroupChat``, ``Swarm``, ...) or agent (an ``AssistantAgent``); it is called on every
+attempt, so a team is never reused. ``task`` is rendered from the agent's input by the ``llm``
+agent's ``{{ dotted.path }}`` templates (default: the input as JSON) and given to ``run``. The
+output: ``{final: text, messages: [{source, content}], stop_reason}``.
+
+The factory builds its model client on the endpoint Omium lends the agent
+(``OpenAIChatCompletionClient(model=ctx.llm_model, base_url=ctx.llm_base_url,
+api_key=ctx.llm_api_key, model_info=...)``), so its calls are routed and billed by Omium.
+
+AutoGen is imported only when a workflow holds such an agent; without it, the workflow is bad
+input naming the agent and ``pip install 'omium[autogen]'``. How a team runs and resumes:
+``omium.contrib.autogen._run``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from typing import Any
+
+from omium.agents._imports import import_object
+from omium.agents.base import Agent, AgentContext
+from omium.agents.llm import render
+from omium.agents.runtime import current_runtime
+from omium.errors import AgentError, FieldProblem
+from omium.workflow.model import AgentSpec
+
+INSTALL = "pip install 'omium[autogen]'"
+_KEYS = ("team", "task")
+
+
+def missing_extra() -> str | None:
+    """Why AutoGen cannot be used here (it is not installed), or None."""
+    try:
+        for module in ("autogen_agentchat.teams", "autogen_agentchat.agents",
+                       "autogen_agentchat.base"):
+            importlib.import_module(module)
+    except ImportError as err:
+        return f"AutoGen is not installed (no module {err.name!r}); run: {INSTALL}"
+    return None
+
+
+def _takes_argument(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in params)
+
+
+def task_text(template: str | None, inputs: Any) -> str:
+    """The task the team is given: the template over the input, else the input as JSON."""
+    if template is None:
+        return inputs if isinstance(inputs, str) else json.dumps(inputs, default=str)
+    return render(template, inputs)
+
+
+class AutoGenAgent(Agent):
+    framework = "autogen"
+    reference_fields = ("team",)
+
+    def __init__(self, spec: AgentSpec, base_dir: str | None = None) -> None:
+        super().__init__(spec, base_dir)
+        self.ref: str = spec.definition["team"]
+        self.template: str | None = spec.definition.get("task")
+        self.factory = import_object(self.ref, base_dir)
+        if not callable(self.factory):
+            raise AgentError(f"{self.ref!r} is a {type(self.factory).__name__}, not a factory")
+        self._with_ctx = _takes_argument(self.factory)
+
+    @classmethod
+    def check(cls, spec: AgentSpec, base_dir: str | None) -> list[FieldProblem]:
+        d, problems = spec.definition, []
+        if unknown := set(d) - set(_KEYS):
+            problems.append(FieldProblem("definition", f"unknown keys {sorted(unknown)}"))
+        if "task" in d and not isinstance(d["task"], str):
+            problems.append(FieldProblem("definition.task", "must be a template string"))
+        if "team" not in d:
+            return [*problems, FieldProblem(
+                "definition.team", "required for framework: autogen ('module:factory' naming "
+                "a function that returns an AgentChat team or agent)")]
+        if (missing := missing_extra()) is not None:
+            return [*problems, FieldProblem("framework", missing)]
+        try:
+            target = import_object(d["team"], base_dir)
+        except ValueError as err:
+            return [*problems, FieldProblem("definition.team", str(err))]
+        if not callable(target) or _is_team_or_agent(target):
+            problems.append(FieldProblem("definition.team", (
+                f"{d['team']!r} is a {type(target).__name__}, not a factory returning a team "
+                "or an agent (a team is made anew for every attempt)")))
+        return problems
+
+    async def team(self, ctx: AgentContext) -> Any:
+        """A fresh team for this attempt (a single agent is a one-turn team of it)."""
+        from omium.contrib.autogen._run import as_team
+
+        made = self.factory(ctx) if self._with_ctx else self.factory()
+        if inspect.isawaitable(made):
+            made = await made
+        return as_team(made, self.ref)
+
+    async def run(self, inputs: Any, ctx: AgentContext) -> Any:
+        from omium.contrib.autogen._run import run_team
+
+        task = task_text(self.template, inputs)
+        return await run_team(await self.team(ctx), task, ctx, current_runtime())
+
+
+def _is_team_or_agent(obj: Any) -> bool:
+    from autogen_agentchat.base import ChatAgent, Team
+
+    return isinstance(obj, ChatAgent | Team)
