@@ -18,8 +18,6 @@ input naming the agent and ``pip install 'omium[autogen]'``. How a team runs and
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 from typing import Any
 
@@ -27,6 +25,7 @@ from omium.agents._imports import import_object
 from omium.agents.base import Agent, AgentContext
 from omium.agents.llm import render
 from omium.agents.runtime import current_runtime
+from omium.contrib import _factories
 from omium.errors import AgentError, FieldProblem
 from omium.workflow.model import AgentSpec
 
@@ -36,22 +35,9 @@ _KEYS = ("team", "task")
 
 def missing_extra() -> str | None:
     """Why AutoGen cannot be used here (it is not installed), or None."""
-    try:
-        for module in ("autogen_agentchat.teams", "autogen_agentchat.agents",
-                       "autogen_agentchat.base"):
-            importlib.import_module(module)
-    except ImportError as err:
-        return f"AutoGen is not installed (no module {err.name!r}); run: {INSTALL}"
-    return None
-
-
-def _takes_argument(fn: Any) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-               for p in params)
+    return _factories.missing_extra("AutoGen", (
+        "autogen_agentchat.teams", "autogen_agentchat.agents", "autogen_agentchat.base"),
+        INSTALL)
 
 
 def task_text(template: str | None, inputs: Any) -> str:
@@ -72,7 +58,7 @@ class AutoGenAgent(Agent):
         self.factory = import_object(self.ref, base_dir)
         if not callable(self.factory):
             raise AgentError(f"{self.ref!r} is a {type(self.factory).__name__}, not a factory")
-        self._with_ctx = _takes_argument(self.factory)
+        self._with_ctx = _factories.takes_argument(self.factory)
 
     @classmethod
     def check(cls, spec: AgentSpec, base_dir: str | None) -> list[FieldProblem]:
@@ -101,10 +87,8 @@ class AutoGenAgent(Agent):
         """A fresh team for this attempt (a single agent is a one-turn team of it)."""
         from omium.contrib.autogen._run import as_team
 
-        made = self.factory(ctx) if self._with_ctx else self.factory()
-        if inspect.isawaitable(made):
-            made = await made
-        return as_team(made, self.ref)
+        return as_team(await _factories.call_factory(self.factory, self._with_ctx, ctx),
+                       self.ref)
 
     async def run(self, inputs: Any, ctx: AgentContext) -> Any:
         from omium.contrib.autogen._run import run_team

@@ -13,14 +13,13 @@ and pauses for review: ``omium.contrib.langgraph._run``.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from omium.agents._imports import import_object
 from omium.agents.base import Agent, AgentContext
 from omium.agents.runtime import current_runtime
+from omium.contrib import _factories
 from omium.errors import AgentError, FieldProblem, OutputValidationError
 from omium.workflow.model import AgentSpec
 
@@ -31,12 +30,8 @@ Kind = Literal["compiled", "builder", "factory"]
 
 def missing_extra() -> str | None:
     """Why LangGraph cannot be used here (it is not installed), or None."""
-    try:
-        for module in ("langgraph.graph", "langgraph.pregel", "langchain_core.messages"):
-            importlib.import_module(module)
-    except ImportError as err:
-        return f"LangGraph is not installed (no module {err.name!r}); run: {INSTALL}"
-    return None
+    return _factories.missing_extra("LangGraph", (
+        "langgraph.graph", "langgraph.pregel", "langchain_core.messages"), INSTALL)
 
 
 def _kind(obj: Any) -> Kind | None:
@@ -48,15 +43,6 @@ def _kind(obj: Any) -> Kind | None:
     if isinstance(obj, StateGraph):
         return "builder"
     return "factory" if callable(obj) else None
-
-
-def _takes_argument(fn: Any) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-               for p in params)
 
 
 def _compiled(made: Any, what: str) -> Any:
@@ -79,7 +65,7 @@ class LangGraphAgent(Agent):
         self.output_key: str | None = spec.definition.get("output_key")
         self.target = import_object(self.ref, base_dir)
         self.kind = _kind(self.target)
-        self._with_ctx = self.kind == "factory" and _takes_argument(self.target)
+        self._with_ctx = self.kind == "factory" and _factories.takes_argument(self.target)
         # A module's graph is compiled once; each run gets a copy with its own saver.
         self._graph = _compiled(self.target, self.ref) if self.kind != "factory" else None
 
@@ -117,10 +103,8 @@ class LangGraphAgent(Agent):
         """The compiled graph for this call (a factory's is made per call)."""
         if self._graph is not None:
             return self._graph
-        made = self.target(ctx) if self._with_ctx else self.target()
-        if inspect.isawaitable(made):
-            made = await made
-        return _compiled(made, self.ref)
+        return _compiled(await _factories.call_factory(self.target, self._with_ctx, ctx),
+                         self.ref)
 
     async def run(self, inputs: Any, ctx: AgentContext) -> Any:
         from omium.contrib.langgraph._jsonable import jsonable
