@@ -166,6 +166,11 @@ async def test_omium_run_then_executions_show_lists_the_agents_llm_usage(
     ran = await asyncio.to_thread(omium_cli, "run", wf, "--json", "--execution-id", "cli-1",
                                   "--db", db)
     assert ran.code == 0, ran.text
+    # The run's own summary counts the agent's calls through the gateway (no llm agent in it).
+    assert json.loads(ran.out)["usage"] == {"calls": 1, "prompt_tokens": 33,
+                                             "completion_tokens": 44, "cost_usd": "0.001"}
+    again = await asyncio.to_thread(omium_cli, "run", wf, "--execution-id", "cli-2", "--db", db)
+    assert "LLM: 1 call(s), 33 prompt + 44 completion tokens, $0.001" in again.out, again.text
     shown = await asyncio.to_thread(omium_cli, "executions", "show", "cli-1", "--json",
                                     "--db", db)
     [usage] = json.loads(shown.out)["usage"]

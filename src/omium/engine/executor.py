@@ -13,7 +13,7 @@ from omium.engine.attempts import Sleep
 from omium.engine.endpoints import AgentEndpoints, start_run
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.holder import Holder, holder_id, lease_fields
-from omium.engine.result import ExecutionResult
+from omium.engine.result import ExecutionResult, usage_summary
 from omium.engine.run import OnEvent, Run
 from omium.errors import (
     ExecutionNotFoundError,
@@ -133,7 +133,11 @@ class MultiAgentExecutor:
         run = Run(store, plan, rec, on_event=self.on_event, sleep=self.sleep,
                   llm=self._llm(store, plan), epoch=epoch, gate=holder.gate)
         result = await holder.hold(start_run(self._agent_endpoints(), run.drive(fresh=fresh)))
-        return result if result is not None else result_from_record(await self._record(rec.id))
+        if result is None:
+            return result_from_record(await self._record(rec.id))
+        # Read once the run is over: a framework agent's calls through the gateway are billed
+        # as they happen, outside the run's own llm router.
+        return replace(result, usage=await usage_summary(store, rec.id))
 
     async def execute(self, execution_id: str,
                       workflow_def: WorkflowGraph | WorkflowDef | dict[str, Any],

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from omium.billing.money import nano_to_dollars
 from omium.status import Status
+
+if TYPE_CHECKING:
+    from omium.store.base import BillingStore
 
 
 @dataclass
@@ -32,3 +36,15 @@ class ExecutionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+async def usage_summary(store: BillingStore, execution_id: str) -> dict[str, Any] | None:
+    """The LLM calls billed to an execution so far (every drive, llm agents and framework
+    agents through the gateway alike), as ``ExecutionResult.usage``; None when there were none."""
+    records = await store.usage_records(execution_id=execution_id)
+    if not records:
+        return None
+    return {"calls": len(records),
+            "prompt_tokens": sum(r.prompt_tokens for r in records),
+            "completion_tokens": sum(r.completion_tokens for r in records),
+            "cost_usd": str(nano_to_dollars(sum(r.cost_nano for r in records)))}

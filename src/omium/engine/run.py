@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from omium import metrics
 from omium.agents.base import Agent
 from omium.agents.runtime import REVIEW_REQUESTED, AgentRuntime, Review, ReviewRequested, lend
-from omium.billing.money import nano_to_dollars
 from omium.coordination.consensus import decide
 from omium.coordination.handoff import HandoffProtocol, HandoffResult
 from omium.engine.attempts import Sleep, Success, run_with_retries
@@ -345,14 +344,5 @@ class Run:
         self._emit("execution_finished", None, status=status)
         return ExecutionResult(self.rec.id, status, summary["results"], summary["consensus"],
                                summary["decision"], summary["output"], reused=self.reused,
-                               usage=await self._usage(), failed_agent=fields["failed_agent"],
+                               failed_agent=fields["failed_agent"],
                                failure_type=fields["failure_type"], error=fields["error"])
-
-    async def _usage(self) -> dict[str, Any] | None:
-        if self.llm is None:
-            return None
-        records = await self.store.usage_records(execution_id=self.rec.id)
-        return {"calls": len(records),
-                "prompt_tokens": sum(r.prompt_tokens for r in records),
-                "completion_tokens": sum(r.completion_tokens for r in records),
-                "cost_usd": str(nano_to_dollars(sum(r.cost_nano for r in records)))}
