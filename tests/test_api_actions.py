@@ -98,7 +98,11 @@ async def test_review_flow(api: Api) -> None:
     assert d["status"] == "awaiting_review"
     assert d["consensus"][0]["outcome"] == "manual_review"
     url = f"{V1}/executions/{ex}/review"
-    assert (await api.client.post(url, json={"decision": "maybe"}, headers=h)).status_code == 422
+    # a split vote takes approve or reject (any text answers only an agent's own request)
+    bad = await api.client.post(url, json={"decision": "maybe"}, headers=h)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == "decision", bad.text
+    assert "approve or reject" in bad.json()["detail"][0]["msg"]
+    assert (await api.client.post(url, json={"decision": ""}, headers=h)).status_code == 422
     r = await api.client.post(url, json={"decision": "approve", "reviewer": "ann"}, headers=h)
     assert r.status_code == 202 and r.json() == {"execution_id": ex, "status": "queued"}
     assert (await api.client.post(url, json={"decision": "approve"}, headers=h)).status_code == 409

@@ -52,6 +52,10 @@ def test_split_vote_waits_for_review_then_completes() -> None:
     assert result["consensus"]["dissenters"] == ["conservative_reviewer"]
     code, listed = omium("executions", "list", "--status", "awaiting_review", "--json")
     assert [e["id"] for e in json.loads(listed)] == ["split"]
+    # a split vote is decided with approve or reject: anything else changes nothing
+    code, out = omium("review", "split", "--decision", "maybe")
+    assert code == 2 and "decision: a split vote is decided with approve or reject, got " \
+        "'maybe'" in out, out
     code, reviewed = run_json("review", "split", "--decision", "approve")
     assert (code, reviewed["status"], reviewed["decision"]) == (0, "completed", "approve")
     code, again = omium("review", "split", "--decision", "approve")
@@ -67,8 +71,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert code == 2 and "inputs.applicant" in out
     code, out = omium("run", EXAMPLE / "workflow.yaml", "--input", "{not json")
     assert code == 2 and "neither a file nor valid JSON" in out
-    code, out = omium("review", "nope", "--decision", "maybe")
-    assert code == 2 and "approve, reject" in out
+    code, out = omium("review", "nope", "--decision", "approve")
+    assert code == 2 and "no execution with id 'nope'" in out
     code, listed = omium("executions", "list", "--json")
     assert json.loads(listed) == []
 

@@ -207,8 +207,10 @@ def test_an_interrupt_pauses_for_review_and_each_decision_resumes_the_graph(
     assert "status: awaiting_review" in ran.out
     assert 'payer: review requested: {"question": "approve the payment?", "amount": 120}' \
         in ran.out
-    assert "decide with: omium review pay --decision approve|reject" in ran.out
-    first = omium_cli("review", "pay", "--decision", "approve", "--reviewer", "ann", env=env)
+    assert "decide with: omium review pay --decision TEXT" in ran.out
+    # any text answers the graph's own question: it gets it back as Command(resume=...)
+    first = omium_cli("review", "pay", "--decision", "yes, pay [120]", "--reviewer", "ann",
+                      env=env)
     assert first.code == 3, first.text  # the graph went on to its second interrupt
     assert "payer: review requested: really?" in first.out
     # reject is an answer the graph gets too, not a failure of the execution
@@ -217,7 +219,7 @@ def test_an_interrupt_pauses_for_review_and_each_decision_resumes_the_graph(
     out = json.loads(second.out)
     assert out["status"] == "completed"
     assert out["output"] == {"amount": 120, "steps": ["prepare", "ask", "confirm"],
-                             "first": "approve", "second": "reject"}
+                             "first": "yes, pay [120]", "second": "reject"}
     # prepare ran once; ask ran again when resumed (LangGraph re-enters an interrupted node)
     assert _effects(tmp_path / "effects.jsonl") == ["prepare", "ask", "ask"]
 
@@ -229,7 +231,7 @@ def test_an_interrupt_pauses_for_review_and_each_decision_resumes_the_graph(
     seen = asyncio.run(events())
     assert [t for t, _ in seen] == ["review_requested", "review", "review_requested", "review"]
     assert seen[0][1]["prompt"] == {"question": "approve the payment?", "amount": 120}
-    assert seen[1][1] == {"decision": "approve", "reviewer": "ann"}
+    assert seen[1][1] == {"decision": "yes, pay [120]", "reviewer": "ann"}
 
 
 async def test_the_api_s_review_resumes_an_interrupted_graph(api: Api) -> None:
@@ -242,13 +244,15 @@ async def test_the_api_s_review_resumes_an_interrupted_graph(api: Api) -> None:
     detail = (await api.client.get(f"{V1}/executions/{ex}", headers=h)).json()
     assert detail["status"] == "awaiting_review"
     url = f"{V1}/executions/{ex}/review"
-    for decision, after in (("approve", "awaiting_review"), ("approve", "completed")):
+    r = await api.client.post(url, json={"decision": ""}, headers=h)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "decision"], r.text
+    for decision, after in (("pay 7 <b>now</b>", "awaiting_review"), ("approve", "completed")):
         r = await api.client.post(url, json={"decision": decision}, headers=h)
         assert r.status_code == 202 and r.json()["status"] == "queued", r.text
         result = await api.drive(tid, ex)  # a worker's part
         assert result.status == after, result.error
     assert result.output == {"amount": 7, "steps": ["prepare", "ask", "confirm"],
-                             "first": "approve", "second": "approve"}
+                             "first": "pay 7 <b>now</b>", "second": "approve"}
 
 
 async def test_one_review_resumes_every_graph_a_parallel_step_paused_on(

@@ -24,7 +24,6 @@ from omium.agents.runtime import REVIEW_REQUESTED
 from omium.billing.money import nano_to_dollars
 from omium.engine import commands
 from omium.engine._llm import check_llm_backends
-from omium.engine.commands import REVIEW_DECISIONS
 from omium.engine.executor import MultiAgentExecutor, check_inputs
 from omium.engine.graph import prepare
 from omium.engine.holder import INTERRUPTED, orphaned
@@ -120,10 +119,12 @@ def _finish(result: ExecutionResult, as_json: bool, progress: Progress | None = 
                       f"{result.error}", soft_wrap=True)
             out.print(f"after fixing, continue with: omium resume {result.execution_id}")
         if result.status == Status.AWAITING_REVIEW:
+            answer = "approve|reject"
             if result.failure_type == REVIEW_REQUESTED:  # what the agent asks the reviewer
                 out.print(f"{result.failed_agent}: {result.error}", soft_wrap=True)
-            out.print(f"decide with: omium review {result.execution_id} --decision "
-                      "approve|reject")
+                answer = "TEXT (the answer the agent gets back; approve or reject too)"
+            out.print(f"decide with: omium review {result.execution_id} --decision {answer}",
+                      soft_wrap=True)
     raise typer.Exit(EXIT.get(result.status, 4))
 
 
@@ -178,12 +179,14 @@ def resume(execution_id: str, db: DbOption = None, as_json: JsonOption = False) 
 
 @app.command()
 def review(execution_id: str,
-           decision: Annotated[str, typer.Option(help="approve or reject")],
+           decision: Annotated[str, typer.Option(help=(
+               "approve or reject (a split vote, a failure paused for review); any text "
+               "answers an agent's own review request (a LangGraph interrupt() resumes "
+               "with it)"))],
            reviewer: Annotated[str | None, typer.Option(help="Who decided.")] = None,
            db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Decide an execution awaiting review (a split vote, or a failure paused for review)."""
-    if decision not in REVIEW_DECISIONS:
-        fail(f"--decision must be one of {', '.join(REVIEW_DECISIONS)}, got {decision!r}")
+    """Decide an execution awaiting review (a split vote, a failure paused for review, or an
+    agent's own request)."""
     progress = Progress(err, [], quiet=as_json)
     with progress:
         result = run_async(_with_executor(

@@ -86,6 +86,15 @@ class ExecutionStateError(OmiumError):
     """An operation is not valid in the execution's current status (e.g. review a completed run)."""
 
 
+class ReviewDecisionError(OmiumError, ValueError):
+    """A review's decision does not fit what the execution waits on (a split vote or a paused
+    failure takes approve or reject; an agent's own request takes any text)."""
+
+    def __init__(self, reason: str) -> None:
+        self.problems = [FieldProblem("decision", reason)]
+        super().__init__(f"decision: {reason}")
+
+
 class IdempotencyKeyReusedError(OmiumError):
     """An idempotency key was used again with a different workflow or inputs (Stripe's rule:
     a key names one request; replaying it with another body is a client error)."""

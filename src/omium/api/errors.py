@@ -21,6 +21,7 @@ from omium.errors import (
     ExecutionStateError,
     FieldProblem,
     InputValidationError,
+    ReviewDecisionError,
     WorkflowValidationError,
 )
 
@@ -42,6 +43,11 @@ async def _inputs_invalid(request: Request, exc: Exception) -> JSONResponse:
     return problems_response(exc.problems, "inputs_invalid")
 
 
+async def _decision_invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ReviewDecisionError)
+    return problems_response(exc.problems, "decision_invalid")
+
+
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(exc)})
 
@@ -58,6 +64,7 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(WorkflowValidationError, _workflow_invalid)
     app.add_exception_handler(InputValidationError, _inputs_invalid)
+    app.add_exception_handler(ReviewDecisionError, _decision_invalid)
     app.add_exception_handler(ExecutionNotFoundError, _not_found)
     app.add_exception_handler(ExecutionStateError, _conflict)
     app.add_exception_handler(TenantExistsError, _conflict)

@@ -6,6 +6,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from omium.engine.commands import MAX_DECISION_CHARS
 from omium.status import STATUSES, Status
 
 Item = TypeVar("Item")
@@ -77,8 +78,12 @@ class StatusOut(BaseModel):
 
 
 class ReviewRequest(_In):
-    decision: Literal["approve", "reject"]
+    # approve or reject for a split vote or a paused failure; any text answers an agent's own
+    # review request (checked against the execution by omium.engine.commands.review: 422).
+    decision: str = Field(min_length=1, max_length=MAX_DECISION_CHARS,
+                          examples=["approve", "reject"])
     reviewer: str | None = Field(None, max_length=255)
+    comment: str | None = Field(None, max_length=4000)  # recorded in the review event
 
 
 class ExecutionSummary(BaseModel):

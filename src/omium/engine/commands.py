@@ -16,12 +16,20 @@ from typing import Any
 from omium.agents.runtime import REVIEW_REQUESTED
 from omium.engine.graph import WorkflowGraph, prepare
 from omium.engine.holder import holder_id, lease_fields, orphaned
-from omium.errors import ExecutionNotFoundError, ExecutionStateError, StaleLeaseError
+from omium.errors import (
+    ExecutionNotFoundError,
+    ExecutionStateError,
+    ReviewDecisionError,
+    StaleLeaseError,
+)
 from omium.status import Status
 from omium.store.base import Store
 from omium.store.records import CheckpointRecord, ConsensusRecord, EventRecord, ExecutionRecord
 
 REVIEW_DECISIONS = ("approve", "reject")
+# An agent's own review request (a LangGraph interrupt()) is answered with any text, given
+# back to the agent as it is; this bounds what one review may write.
+MAX_DECISION_CHARS = 10_000
 # What resume continues; any other status is returned as it is (nothing to resume).
 RESUMABLE = (Status.RUNNING, Status.FAILED, Status.QUEUED)
 
@@ -101,21 +109,23 @@ async def resume(store: Store, execution_id: str, tenant_id: str | None = None, 
 
 async def review(store: Store, execution_id: str, decision: str, *,
                  reviewer: str | None = None, tenant_id: str | None = None,
-                 here: bool) -> tuple[ExecutionRecord, int | None]:
+                 here: bool, comment: str | None = None) -> tuple[ExecutionRecord, int | None]:
     """Decide an execution awaiting review: (its record, the epoch to drive it with here,
     or None). A split vote: the decision becomes the vote's result and the run continues. A
     failure paused for review: approve re-runs the failed agent, reject fails it. An agent's
-    own request (``ReviewRequested``): either decision re-runs it, with the decision."""
-    if decision not in REVIEW_DECISIONS:
-        raise ValueError(f"decision must be one of {REVIEW_DECISIONS}, got {decision!r}")
+    own request (``ReviewRequested``): any decision, approve and reject included, re-runs
+    it with the decision (a LangGraph graph resumes with ``Command(resume=decision)``)."""
     rec = await record(store, execution_id, tenant_id)
     if rec.status != Status.AWAITING_REVIEW:
         raise ExecutionStateError(f"execution {execution_id} is {rec.status}, "
                                   "not awaiting_review")
+    check_decision(rec, decision)
     plan = prepare(rec.definition)
     now = time.time()
-    events = [EventRecord(execution_id, "review", rec.failed_agent,
-                          {"decision": decision, "reviewer": reviewer}, now)]
+    said: dict[str, Any] = {"decision": decision, "reviewer": reviewer}
+    if comment:  # the reviewer's reason, kept in the audit trail with the decision
+        said["comment"] = comment
+    events = [EventRecord(execution_id, "review", rec.failed_agent, said, now)]
     vote: CheckpointRecord | None = None
     fields: dict[str, Any]
     epoch: int | None = None
@@ -148,6 +158,21 @@ async def review(store: Store, execution_id: str, decision: str, *,
         return await record(store, execution_id), None
     rec.status = Status.RUNNING
     return rec, epoch
+
+
+def check_decision(rec: ExecutionRecord, decision: str) -> None:
+    """Raise ReviewDecisionError unless ``decision`` answers what ``rec`` waits on."""
+    if rec.failure_type == REVIEW_REQUESTED:  # the agent's own question: any answer
+        if not decision.strip():
+            raise ReviewDecisionError("must not be empty")
+        if len(decision) > MAX_DECISION_CHARS:
+            raise ReviewDecisionError(f"at most {MAX_DECISION_CHARS:,} characters, got "
+                                      f"{len(decision):,}")
+    elif decision not in REVIEW_DECISIONS:
+        what = ("a failure paused for review" if rec.failed_agent is not None
+                else "a split vote")
+        raise ReviewDecisionError(f"{what} is decided with approve or reject, got "
+                                  f"{decision[:100]!r}")
 
 
 def _reviewed_vote(plan: WorkflowGraph, vote: ConsensusRecord, decision: str,
