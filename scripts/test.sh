@@ -51,6 +51,34 @@ else
     echo "$skipped" >&2
 fi
 
+# The dashboard's browser tests (tests/browser/): Playwright (in [test]) drives Debian's
+# `chromium` (Playwright's own browser download is not reachable). Missing, and we are root:
+# apt installs it (~30 s: apt-get update, then ~90 MB of packages). Where it cannot be, those
+# tests skip, saying so; once it has been installed on this machine (the marker records it), a
+# missing chromium is a regression and fails the run (delete the marker if it really is gone).
+chromium_marker="${XDG_CACHE_HOME:-$HOME/.cache}/omium/chromium-installed"
+if ! command -v chromium >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing chromium with apt for the browser tests (~30 s)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
+        echo "test.sh: apt-get could not install chromium (its errors are above)" >&2
+    fi
+fi
+if command -v chromium >/dev/null; then
+    mkdir -p "$(dirname "$chromium_marker")"
+    touch "$chromium_marker"
+elif [[ -e $chromium_marker ]]; then
+    echo "test.sh: chromium is not installed, although it was on this machine before" \
+        "($chromium_marker says so): apt-get install chromium, or delete the marker" >&2
+    exit 1
+else
+    skipped+="${skipped:+$'\n'}SKIPPED: the browser tests (tests/browser/): chromium is not"
+    skipped+=" installed and could not be (apt-get install chromium needs root and apt)"
+    echo "${skipped##*$'\n'}" >&2
+fi
+# Each browser test saves a screenshot of the page it checks here (CI keeps the folder).
+export OMIUM_SCREENSHOTS="${OMIUM_SCREENSHOTS:-$(mktemp -d /tmp/omium-screenshots.XXXXXX)}"
+
 pg_dir=""
 # shellcheck disable=SC2329  # invoked via trap
 cleanup() {
@@ -88,4 +116,5 @@ if (( rc == 5 )); then
 fi
 # Again after pytest's output, where it cannot be missed.
 if [[ -n $skipped ]]; then echo "$skipped" >&2; fi
+echo "test.sh: the browser tests' screenshots are in $OMIUM_SCREENSHOTS" >&2
 exit "$rc"
