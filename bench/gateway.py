@@ -22,6 +22,13 @@ What is measured
        charged the local price ($0.001).
     The tenant is the built-in unlimited ``local`` (one write per call); ``--limited`` bills
     a limited tenant with credits instead (a hold before each call, settled after: two).
+    4. The peer, when a ``litellm`` executable is found (``--litellm PATH``, else on PATH):
+       LiteLLM's proxy (``litellm --config``, one deployment ``openai/smollm2`` on the same
+       fake server, a master key, no database: it keeps no usage records, so it does less
+       per call than the gateway), pinned like the serve, measured by the same client in the
+       same run, latency interleaved with the other two. Install it apart from Omium's
+       environment (its pins differ): ``python -m venv /tmp/ll && /tmp/ll/bin/pip install
+       'litellm[proxy]'``, then ``--litellm /tmp/ll/bin/litellm``.
 
     With >= 2 cores the serve process is pinned to the second core and the client and the
     fake server to the first (``--no-pin`` leaves scheduling alone): the gateway gets one core.
@@ -30,6 +37,7 @@ How to run (from the repository root; ~30 s with the defaults, bounded by the op
     python -m bench.gateway
     python -m bench.gateway --quick
     python -m bench.gateway --limited --tp-seconds 10
+    python -m bench.gateway --litellm /tmp/ll/bin/litellm
 
 The last line printed is a one-line JSON summary.
 """
@@ -42,6 +50,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -118,10 +127,58 @@ class Serve:
         return int(n), int(total)
 
 
-class GatewayClient:
-    name = "gateway (HTTP)"
+class LiteLLMProxy:
+    """LiteLLM's proxy in its own process: one deployment on the fake server, no database."""
 
-    def __init__(self, url: str, key: str, concurrency: int) -> None:
+    KEY = "sk-omium-bench"
+
+    def __init__(self, exe: str, fake_url: str, workdir: Path, cpu: int | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "litellm.yaml"
+        config.write_text(json.dumps({  # JSON is YAML
+            "model_list": [{"model_name": "smollm2", "litellm_params": {
+                "model": "openai/smollm2", "api_base": fake_url, "api_key": "none"}}],
+            "general_settings": {"master_key": self.KEY},
+            "litellm_settings": {"telemetry": False}}))
+        pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+        env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no fetch of its price list
+        self.proc = subprocess.Popen(
+            [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port),
+             "--num_workers", "1"], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin)
+
+    async def ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"litellm exited ({self.proc.returncode})")
+                try:
+                    async with http.get(f"{self.url}/health/liveliness") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError("litellm's proxy did not answer /health/liveliness")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class GatewayClient:
+    """OpenAI chat completions over HTTP: Omium's gateway, or a peer proxy (``name``)."""
+
+    def __init__(self, url: str, key: str, concurrency: int,
+                 name: str = "gateway (HTTP)") -> None:
+        self.name = name
         self.url, self.key, self.concurrency = f"{url}/v1/chat/completions", key, concurrency
         self.session: aiohttp.ClientSession | None = None
         self.ok = 0  # answers 200: each must have been billed once
@@ -232,6 +289,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     fake.wait_ready()
     workdir = Path(tempfile.mkdtemp(prefix="omium-bench-gateway-"))
     serve = Serve(fake.base_url, workdir, cpus[1] if pinned else None)
+    exe = args.litellm or shutil.which("litellm")
+    peer = None if exe is None or args.no_litellm else LiteLLMProxy(
+        exe, fake.base_url, workdir, cpus[1] if pinned else None)
     try:
         await serve.ready()
         tenant, key = "local", serve.key
@@ -239,24 +299,34 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             tenant, key = await _limited_tenant(serve)
         gateway = GatewayClient(serve.url, key, args.concurrency)
         router = RouterClient(fake.base_url, workdir / "router.db", tenant)
-        for c in (gateway, router):
+        clients: list[tuple[Any, int | None]] = [(gateway, serve.proc.pid), (router, None)]
+        if peer is not None:
+            await peer.ready()
+            clients.append((GatewayClient(peer.url, peer.KEY, args.concurrency,
+                                          name="LiteLLM proxy (HTTP)"), peer.proc.pid))
+        for c, _ in clients:
             await c.open()
         try:
-            lat = await latency([router, gateway], args.calls, args.warmup)
+            lat = await latency([c for c, _ in clients], args.calls, args.warmup)
             tp: dict[str, dict[str, float]] = {}
             for _ in range(args.rounds):
-                for c, pid in ((gateway, serve.proc.pid), (router, None)):
+                for c, pid in clients:
                     got = await throughput(c, args.concurrency, args.tp_calls,
                                            args.tp_seconds, pid)
                     if got["calls_per_s"] > tp.get(c.name, {}).get("calls_per_s", 0):
                         tp[c.name] = got
         finally:
-            for c in (gateway, router):
+            for c, _ in clients:
                 await c.close()
         records, cost = serve.usage()
     finally:
+        if peer is not None:
+            peer.stop()
         serve.stop()
         fake.stop()
+    if peer is None:
+        print("bench.gateway: no LiteLLM row: "
+              + ("--no-litellm" if args.no_litellm else "no litellm executable (--litellm PATH)"))
     return _report(args, lat, tp, gateway.name, router.name, (records, cost, gateway.ok),
                    pinned, tenant)
 
@@ -297,6 +367,14 @@ def _report(args: argparse.Namespace, lat: dict[str, dict[str, float]],
                "answers": answered, "billed_exactly": records == answered and
                cost == records * 1_000_000,
                "targets_met": added["p50_ms"] < 2 and tp[gw]["calls_per_s"] >= 1000}
+    peer = "LiteLLM proxy (HTTP)"
+    if peer in tp:
+        summary.update(litellm_calls_per_s=round(tp[peer]["calls_per_s"]),
+                       litellm_p50_ms=round(lat[peer]["p50_ms"], 3),
+                       gateway_over_litellm=round(tp[gw]["calls_per_s"]
+                                                  / tp[peer]["calls_per_s"], 2))
+        print(f"gateway / LiteLLM proxy: {summary['gateway_over_litellm']}x the calls/s; "
+              f"c=1 p50 {lat[gw]['p50_ms']:.3f} vs {lat[peer]['p50_ms']:.3f} ms")
     print(json.dumps(summary))
     return summary
 
@@ -312,6 +390,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limited", action="store_true",
                    help="bill a limited tenant (a credit hold per call) instead of 'local'")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    p.add_argument("--litellm", metavar="PATH", default=None,
+                   help="the litellm executable for the peer row (default: litellm on PATH)")
+    p.add_argument("--no-litellm", action="store_true", help="no LiteLLM proxy row")
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = p.parse_args(argv)
     if args.quick:
