@@ -12,7 +12,7 @@ completion request comes from, in order of precedence:
 
 Run it as a process for benchmarks::
 
-    python -m omium.testing.fake_server --port 8099 [--model m] [--delay 0]
+    python -m omium.testing.fake_server --port 8099 [--model m] [--delay 0] [--reply TEXT]
 
 It prints ``ready http://127.0.0.1:PORT/v1`` once listening and runs until SIGTERM/SIGINT.
 """
@@ -266,6 +266,7 @@ class FakeOpenAIServer:
 async def _serve(args: argparse.Namespace) -> None:
     server = FakeOpenAIServer(model=args.model, host=args.host, port=args.port, keep_requests=False)
     server.default.delay_s = args.delay
+    server.default.reply = args.reply
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -293,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--reply", default=None,
+                        help="answer every call with this text (default: echo the prompt)")
     args = parser.parse_args(argv)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve(args))
