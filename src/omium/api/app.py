@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from omium.api import errors
+from omium.api import dashboard, errors
 from omium.api.auth import Authenticator
 from omium.api.gateway import GatewayDispatch, build_gateway, close_gateway, signer_for
 from omium.api.jsonbody import StrictJSONMiddleware
@@ -119,5 +119,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (workflows, executions, execution_lists, actions, events, tenants):
         app.include_router(module.router, prefix=API_PREFIX, responses=errors.API_ERRORS)
     app.include_router(health.router)
+    dashboard.install(app)  # the web pages at / (their own routes; not in the API's schema)
     errors.document_errors(app)
     return app

@@ -77,9 +77,19 @@ class ExecutionStore(Protocol):
     @abstractmethod
     async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
                               limit: int = 50, workflow_id: str | None = None,
-                              before: tuple[float, str] | None = None
-                              ) -> list[ExecutionRecord]:
-        """Newest first; ``before`` = (created_at, id) of the last row seen (keyset)."""
+                              before: tuple[float, str] | None = None,
+                              workflow_name: str | None = None, since: float | None = None,
+                              id_prefix: str | None = None) -> list[ExecutionRecord]:
+        """Newest first; ``before`` = (created_at, id) of the last row seen (keyset). The
+        filters that are given: ``since`` created at or after it, ``id_prefix`` ids that
+        start with it."""
+
+    @abstractmethod
+    async def count_executions(self, *, tenant_id: str | None = None,
+                               workflow_id: str | None = None,
+                               workflow_name: str | None = None, since: float | None = None,
+                               id_prefix: str | None = None) -> dict[str, int]:
+        """Status -> how many executions match the filters (as ``list_executions``'s)."""
 
     @abstractmethod
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> str | None:

@@ -87,6 +87,20 @@ _FLAG_CANCEL = ("UPDATE executions SET cancel_requested = 1, updated_at = :ts WH
                 "AND tenant_id = :t AND status = 'running' AND lease_expires_at IS NOT NULL")
 
 
+def _execution_filter(*, since: float | None = None, id_prefix: str | None = None,
+                      **columns: str | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE of a list (or count) of executions: equal columns, created at or after
+    ``since``, ids starting with ``id_prefix`` (compared as text: no LIKE wildcards)."""
+    where, params = equals(**columns)
+    if since is not None:
+        where += " AND created_at >= :since"
+        params["since"] = since
+    if id_prefix:
+        where += " AND substr(id, 1, length(:prefix)) = :prefix"
+        params["prefix"] = id_prefix
+    return where, params
+
+
 class ExecutionSql:
     _driver: Driver
     _known_workflows: set[str]  # ids this process stored: skip the write
@@ -168,8 +182,12 @@ class ExecutionSql:
 
     async def list_executions(self, *, status: str | None = None, tenant_id: str | None = None,
                               limit: int = 50, workflow_id: str | None = None,
-                              before: tuple[float, str] | None = None) -> list[ExecutionRecord]:
-        where, params = equals(status=status, tenant_id=tenant_id, workflow_id=workflow_id)
+                              before: tuple[float, str] | None = None,
+                              workflow_name: str | None = None, since: float | None = None,
+                              id_prefix: str | None = None) -> list[ExecutionRecord]:
+        where, params = _execution_filter(status=status, tenant_id=tenant_id,
+                                          workflow_id=workflow_id, workflow_name=workflow_name,
+                                          since=since, id_prefix=id_prefix)
         params["limit"] = limit
         if before is not None:  # keyset pagination: strictly after the last row seen
             where += " AND (created_at < :c OR (created_at = :c AND id < :i))"
@@ -177,6 +195,18 @@ class ExecutionSql:
         return EXECUTION.decode_all(await self._driver.fetchall(
             f"SELECT * FROM executions WHERE {where} "
             "ORDER BY created_at DESC, id DESC LIMIT :limit", params))
+
+    async def count_executions(self, *, tenant_id: str | None = None,
+                               workflow_id: str | None = None,
+                               workflow_name: str | None = None, since: float | None = None,
+                               id_prefix: str | None = None) -> dict[str, int]:
+        where, params = _execution_filter(tenant_id=tenant_id, workflow_id=workflow_id,
+                                          workflow_name=workflow_name, since=since,
+                                          id_prefix=id_prefix)
+        rows = await self._driver.fetchall(
+            f"SELECT status, COUNT(*) AS n FROM executions WHERE {where} GROUP BY status",
+            params)
+        return {row["status"]: int(row["n"]) for row in rows}
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> str | None:
         row = await self._driver.fetchone(

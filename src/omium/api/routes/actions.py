@@ -45,5 +45,5 @@ async def review(execution_id: str, body: ReviewRequest, tenant: TenantId,
     """Decide an execution awaiting review: the run is requeued (or, rejecting a paused
     failure, fails). 409 unless it is awaiting review."""
     rec, _ = await commands.review(store, execution_id, body.decision, reviewer=body.reviewer,
-                                   tenant_id=tenant, here=False)
+                                   tenant_id=tenant, here=False, comment=body.comment)
     return StatusOut(execution_id=execution_id, status=rec.status)

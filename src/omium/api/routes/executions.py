@@ -21,9 +21,11 @@ from omium.api.models import (
     StatusOut,
     SubmitRequest,
 )
+from omium.api.workflow_cache import PreparedWorkflow
 from omium.engine.executor import check_inputs
 from omium.errors import IdempotencyKeyReusedError
 from omium.status import Status
+from omium.store.base import Store
 from omium.store.records import ExecutionRecord
 
 router = APIRouter(tags=["executions"])
@@ -83,19 +85,30 @@ async def submit(body: SubmitRequest, tenant: TenantId, store: StoreDep, plans: 
         if found is None:
             raise HTTPException(404, f"no workflow with id {body.workflow_id!r}")
         wf = found
-    inputs = body.inputs if body.inputs is not None else wf.default_inputs
-    check_inputs(wf.plan, inputs)
     try:
-        rec, created = await store.create_execution(ExecutionRecord(
-            new_execution_id(), wf.name, wf.definition, inputs, status=Status.QUEUED,
-            tenant_id=tenant, workflow_id=wf.workflow_id, idempotency_key=body.idempotency_key))
+        rec, created = await start_execution(store, tenant, wf, body.inputs,
+                                             idempotency_key=body.idempotency_key)
     except IdempotencyKeyReusedError as err:  # the same key names one request (Stripe's rule)
         raise HTTPException(409, str(err)) from None
-    if created:
-        metrics.executions_started.labels(wf.plan.framework, tenant).inc()
-    else:
+    if not created:
         response.status_code = 200
     return StatusOut(execution_id=rec.id, status=rec.status)
+
+
+async def start_execution(store: Store, tenant: str, wf: PreparedWorkflow, inputs: Any, *,
+                          idempotency_key: str | None = None) -> tuple[ExecutionRecord, bool]:
+    """Queue an execution of a validated workflow: the one path of the API's submit and the
+    dashboard's start form. ``inputs`` None: the workflow's defaults. Invalid inputs raise
+    ``InputValidationError`` naming each field, before anything is written; a reused
+    idempotency key with other inputs, ``IdempotencyKeyReusedError``. (record, created)."""
+    inputs = inputs if inputs is not None else wf.default_inputs
+    check_inputs(wf.plan, inputs)
+    rec, created = await store.create_execution(ExecutionRecord(
+        new_execution_id(), wf.name, wf.definition, inputs, status=Status.QUEUED,
+        tenant_id=tenant, workflow_id=wf.workflow_id, idempotency_key=idempotency_key))
+    if created:
+        metrics.executions_started.labels(wf.plan.framework, tenant).inc()
+    return rec, created
 
 
 @router.get("/executions", response_model=ExecutionPage)

@@ -1,0 +1,50 @@
+// The dashboard's only script of its own (the CSP allows no inline script): the theme
+// toggle, the admin's tenant switch, the CSRF header on htmx requests, and charts.
+(function () {
+  "use strict";
+  var root = document.documentElement;
+
+  function currentTheme() {
+    var set = root.getAttribute("data-theme");
+    if (set) return set;
+    return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches
+      ? "dark" : "light";
+  }
+
+  function wireTheme() {
+    var button = document.getElementById("theme-toggle");
+    if (!button) return;
+    var label = function () {
+      button.setAttribute("aria-pressed", currentTheme() === "dark" ? "true" : "false");
+    };
+    label();
+    button.addEventListener("click", function () {
+      var next = currentTheme() === "dark" ? "light" : "dark";
+      root.setAttribute("data-theme", next);
+      try { localStorage.setItem("omium-theme", next); } catch (e) { /* private mode */ }
+      label();
+      document.dispatchEvent(new CustomEvent("omium:theme"));
+    });
+  }
+
+  function wireSwitch() {
+    var select = document.getElementById("tenant-switch");
+    if (select && select.hasAttribute("data-autosubmit")) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    }
+  }
+
+  function csrfHeader() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    document.body.addEventListener("htmx:configRequest", function (e) {
+      if (meta) e.detail.headers["X-CSRF-Token"] = meta.getAttribute("content");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    wireTheme();
+    wireSwitch();
+    csrfHeader();
+    if (window.OmiumCharts) window.OmiumCharts.drawAll();
+  });
+})();
