@@ -33,7 +33,6 @@ from omium.store import open_store
 
 if TYPE_CHECKING:  # imported in the commands: aiohttp is slow to import for every CLI call
     from omium.llm.config import LLMConfig
-    from omium.llm.pricing import PriceTable
     from omium.store.base import Store
     from omium.store.records import TenantRecord, UsageSummary
 
@@ -109,28 +108,6 @@ async def _probe(cfg: LLMConfig) -> list[tuple[str, float | None, str | None]]:
     return list(await asyncio.gather(*(one(Backend(b)) for b in cfg.ordered())))
 
 
-def plan_figures(rows: list[UsageSummary], all_failed: int,
-                 prices: PriceTable) -> dict[str, Any]:
-    """The plan's success figures from usage rows (one per tenant, day and model)."""
-    calls = sum(r.calls for r in rows)
-    local = sum(r.calls for r in rows if r.model_type == "local")
-    fallbacks = sum(r.fallbacks for r in rows)
-    actual = nano_to_dollars(sum(r.cost_nano for r in rows))
-    ref = prices.reference
-    reference = sum(ref.cost(r.prompt_tokens, r.completion_tokens) for r in rows)
-    return {
-        "calls": calls,
-        "local_share": (local / calls) if calls else None,
-        "fallback_success_rate": (fallbacks / (fallbacks + all_failed))
-        if fallbacks + all_failed else None,
-        "all_backends_failed": all_failed,
-        "cost_usd": str(actual),
-        "reference_cost_usd": str(reference),
-        "reference_model": prices.reference_model,
-        "cost_saved": float(1 - actual / reference) if reference else None,
-    }
-
-
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
 
@@ -154,6 +131,8 @@ def status(config: ConfigOption = None, db: DbOption = None,
 
     probes, rows, failures = run_async(go())
     all_failed = sum(f.n for f in failures if f.backend == "*")
+    from omium.llm.figures import plan_figures  # the router (aiohttp) loads with omium.llm
+
     figures = plan_figures(rows, all_failed, cfg.prices)
     per_backend: dict[str, int] = {}
     for f in failures:

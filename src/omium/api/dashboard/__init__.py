@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from omium.api.dashboard import execution_page, executions_list, signin
+from omium.api.dashboard import execution_page, executions_list, llm_page, signin, workflows_page
 from omium.api.dashboard.session import SessionSigner
 from omium.api.dashboard.web import HERE, CsrfRefused, SignInRequired, redirect, render
 from omium.llm.gateway_token import new_secret
@@ -43,6 +43,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, _sign_in)
     app.add_exception_handler(CsrfRefused, _csrf)
     # /executions/rows before /executions/{id}: the first route that matches wins.
-    for module in (signin, executions_list, execution_page):
+    for module in (signin, executions_list, execution_page, workflows_page, llm_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -20,6 +20,7 @@ from omium.store.records import ExecutionDetail
 WIDTH = 1000.0  # the timeline's viewBox width; the SVG scales to its box
 ROW_H = 28.0
 LABEL_W = 170.0
+RIGHT_PAD = 12.0  # room for a marker at the very end
 # Events drawn as markers where they happened (the rest are only in the events table).
 MARKED = {"rollback": "rollback", "recovery_succeeded": "recovered",
           "recovery_failed": "recovery failed", "paused_for_review": "paused for review",
@@ -127,18 +128,19 @@ def timeline(detail: ExecutionDetail, graph: WorkflowGraph | None, now: float) -
     start = min([rec.created_at, *times]) if times else rec.created_at
     end = max([rec.finished_at or (now if rec.status == Status.RUNNING else start), *times])
     span = max(end - start, 1e-3)
-    scale = (WIDTH - LABEL_W) / span
-    shown = [lanes[a] for a in order if a in lanes]
-    if "execution" in lanes and lanes["execution"] not in shown:
-        shown.insert(0, lanes["execution"])
+    scale = (WIDTH - LABEL_W - RIGHT_PAD) / span
+    # The execution's own events (claims, resumes, cancels) first, then agents in order.
+    shown = [lanes[a] for a in ["execution", *(a for a in order if a != "execution")]
+             if a in lanes]
     for i, ln in enumerate(shown):
         ln.y = i * ROW_H
         for b in ln.bars:
             b.x = LABEL_W + (b.start - start) * scale
-            b.w = max((b.end - b.start) * scale, 2.0)  # a failure in no time stays visible
+            b.w = max((b.end - b.start) * scale, 3.0)  # a failure in no time stays visible
         for m in ln.markers:
             m.x = LABEL_W + (m.ts - start) * scale
-    ticks = [(LABEL_W + i * (WIDTH - LABEL_W) / 4, _tick(span * i / 4)) for i in range(5)]
+    ticks = [(LABEL_W + i * (WIDTH - LABEL_W - RIGHT_PAD) / 4, _tick(span * i / 4))
+             for i in range(5)]
     return Timeline(shown, start, end, max(len(shown), 1) * ROW_H, ticks)
 
 
@@ -188,10 +190,14 @@ def node_statuses(detail: ExecutionDetail, graph: WorkflowGraph) -> dict[str, st
     rec = detail.execution
     live = {c.agent_id: c for c in detail.checkpoints if not c.superseded}
     superseded = {c.agent_id for c in detail.checkpoints if c.superseded}
+    split = {v.node_id for v in detail.consensus
+             if v.outcome == "manual_review" and v.reviewed_decision is None}
     out: dict[str, str] = {}
     for node_id, node in graph.nodes.items():
         if node_id in live:
             out[node_id] = "fallback" if live[node_id].served_by else "done"
+        elif node_id in split and rec.status == Status.AWAITING_REVIEW:
+            out[node_id] = "review"  # a split vote waits for a human
         elif node_id == rec.failed_agent:
             out[node_id] = "review" if rec.status == Status.AWAITING_REVIEW else "failed"
         elif rec.status == Status.RUNNING and all(d in live for d in node.deps):

@@ -27,6 +27,7 @@ from omium.engine import commands
 from omium.errors import ExecutionNotFoundError, ExecutionStateError
 from omium.status import Status
 from omium.store.records import ExecutionDetail
+from omium.workflow.model import ConsensusSpec
 
 router = APIRouter(dependencies=[Depends(stamp)], include_in_schema=False)
 # The page shows this many rows of each list (the API's detail shows 100 and pages the rest).
@@ -35,6 +36,14 @@ PAGE_ITEMS = 500
 LIVE = (Status.QUEUED, Status.RUNNING, Status.AWAITING_REVIEW)
 CANCELLABLE = (Status.QUEUED, Status.RUNNING, Status.AWAITING_REVIEW)
 RESUMABLE = (Status.FAILED,)  # what POST /api/v1/executions/{id}/resume requeues
+
+
+def _threshold(spec: ConsensusSpec | None) -> float | None:
+    """The agreement a vote needed: unanimous is all of it; a threshold vote compares a
+    mean with a cutoff, not an agreement share."""
+    if spec is None or spec.strategy == "threshold":
+        return None
+    return 1.0 if spec.strategy == "unanimous" else spec.threshold
 
 
 def _token(detail: ExecutionDetail) -> str:
@@ -58,7 +67,7 @@ def _context(request: Request, who: Viewer, detail: ExecutionDetail) -> dict[str
         spec = node.consensus if node is not None else None
         votes.append({"rec": v, "rows": drawing.vote_rows(v.result, spec.weights if spec
                                                           else {}),
-                      "threshold": spec.threshold if spec is not None else None,
+                      "threshold": _threshold(spec),
                       "strategy": v.result.get("strategy"), "rule": v.result.get("rule")})
     totals = detail.totals
     return {

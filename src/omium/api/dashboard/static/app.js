@@ -27,11 +27,12 @@
     });
   }
 
-  function wireSwitch() {
-    var select = document.getElementById("tenant-switch");
-    if (select && select.hasAttribute("data-autosubmit")) {
+  function wireAutosubmit() {
+    // A select marked data-autosubmit (the tenant switch, the LLM window) submits its form
+    // on change; its form keeps a submit button for keyboards and browsers without script.
+    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
       select.addEventListener("change", function () { select.form.submit(); });
-    }
+    });
   }
 
   function csrfHeader() {
@@ -43,7 +44,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     wireTheme();
-    wireSwitch();
+    wireAutosubmit();
     csrfHeader();
     if (window.OmiumCharts) window.OmiumCharts.drawAll();
   });
