@@ -42,7 +42,11 @@ class LocalGateway:
             if self._url is None:
                 if self._closed:
                     raise RuntimeError("the local LLM gateway is closed")
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted
+                # sockets whose proto says TCP, and uvicorn writes a response's head and body
+                # apart, so without it Nagle holds the body for the client's delayed ACK:
+                # +40 ms on every keep-alive call (bench/adapters.py found it).
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
                 sock.bind(("127.0.0.1", 0))
                 sock.listen(1024)
                 sock.setblocking(False)
