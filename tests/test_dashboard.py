@@ -4,6 +4,8 @@ same commands as the API. The real-browser tests are in tests/browser/."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from pathlib import Path
@@ -121,14 +123,11 @@ async def test_revoking_the_key_ends_its_sessions_at_once(api: Api) -> None:
 
 
 async def test_a_tampered_session_cookie_is_refused(api: Api) -> None:
-    a, ha = await api.tenant("acme")
+    _, ha = await api.tenant("acme")
     b, _ = await api.tenant("globex")
     await sign_in(api.client, key_of(ha))
     value = api.client.cookies["omium_session"]
     body, mac = value.split(".")
-    import base64
-    import json
-
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     payload[0] = b  # claim the other tenant
     forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
