@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from omium.api.dashboard.executions_list import PAGE_SIZE
 from omium.engine.tenants import hash_key
 from omium.store.records import UsageRecord
 from tests._api_harness import ADMIN, ADMIN_H, LOAN, V1, VOTE, Api, agent, sequential
+from tests._processes import free_port, omium
 
 BOOM = {"name": "boom", "agents": [agent("ok"), agent("bad", "tests.agents_for_tests:boom")]}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -457,3 +460,49 @@ async def test_the_llm_page_shows_figures_backends_and_balance(
     assert 'id="spend-per-day"' in r.text and 'id="spend-per-model"' in r.text
     bad = await api.client.get("/llm?window=forever")
     assert bad.status_code == 422 and "window:" in bad.text
+
+
+# -- a real `omium serve`
+
+
+def test_omium_serve_prints_the_dashboards_url_and_two_processes_share_sessions(
+        tmp_path: Path) -> None:
+    """The URL printed next to the key opens the sign-in; with --processes 2 a session made
+    by one process is honoured by whichever answers next."""
+    port = free_port()
+    proc = omium("serve", "--db", f"sqlite:///{tmp_path}/o.db", "--port", str(port),
+                 "--processes", "2", "--no-workers", env={**os.environ},
+                 stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        assert proc.stderr is not None
+        while not any(line.startswith("dashboard: ") for line in lines):
+            line = proc.stderr.readline()
+            assert line, f"serve exited: {lines}"
+            lines.append(line)
+        url = next(ln for ln in lines if ln.startswith("dashboard: ")).split()[1]
+        key = next(ln for ln in lines if ln.startswith("tenant 'local' key: ")).split()[3]
+        assert url == f"http://127.0.0.1:{port}/"
+        with httpx.Client(base_url=url) as client:
+            for _ in range(100):  # until both processes listen
+                try:
+                    client.get("/health")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            assert client.get("/").headers["location"] == "/login"
+            form = client.get("/login")
+            token = _CSRF.search(form.text)
+            assert token is not None
+            r = client.post("/login", data={"api_key": key, "csrf_token": token.group(1)})
+            assert r.status_code == 303
+            # A fresh connection each: the processes share the socket; no process keeps a
+            # session, so whichever accepts it must honour the cookie.
+            for _ in range(20):
+                with httpx.Client(base_url=url, cookies=client.cookies) as fresh:
+                    page = fresh.get("/executions")
+                    assert page.status_code == 200
+                    assert '<span data-testid="tenant">local</span>' in page.text
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -125,12 +125,18 @@ def _gateway_env(host: str, port: int) -> None:
     agents call (this serve, by loopback when it listens on every address) and the secret
     their tokens are signed with (one per start unless the operator set one)."""
     if not os.environ.get("OMIUM_GATEWAY_URL"):
-        reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
-        if ":" in reach and not reach.startswith("["):
-            reach = f"[{reach}]"
-        os.environ["OMIUM_GATEWAY_URL"] = f"http://{reach}:{port}/v1"
+        os.environ["OMIUM_GATEWAY_URL"] = f"{_reach_url(host, port)}/v1"
     if not os.environ.get("OMIUM_GATEWAY_SECRET"):
         os.environ["OMIUM_GATEWAY_SECRET"] = secrets.token_hex(32)
+
+
+def _reach_url(host: str, port: int) -> str:
+    """Where a client on this machine (a browser, its agents) reaches the serve: a wildcard
+    address by loopback."""
+    reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    if ":" in reach and not reach.startswith("["):
+        reach = f"[{reach}]"
+    return f"http://{reach}:{port}"
 
 
 def _local_key_file(url: str) -> Path:
@@ -194,6 +200,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     err.print(f"omium API on http://{host}:{port} ({processes} process(es), "
               f"{'no workers' if no_workers else f'{worker_concurrency} worker slots each'})\n"
               f"tenant 'local' key: {key}   (curl -H 'Authorization: Bearer {key}' ...)\n"
+              f"dashboard: {_reach_url(host, port)}/ (sign in with that key)\n"
               f"OpenAI-compatible LLM gateway: http://{host}:{port}/v1 (the same keys)",
               soft_wrap=True)
     try:
