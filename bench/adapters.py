@@ -63,7 +63,31 @@ WORKFLOW = ROOT / "examples" / "research_team" / "workflow.yaml"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 VERDICT = '{"final": "supported", "reason": "Source 1 says readers and writers do not block."}'
 CALLS_PER_RUN = 2
-FRAMEWORKS = ("langgraph", "crewai", "autogen")
+FRAMEWORKS = ("langgraph", "crewai", "autogen", "python")
+# The reference rows: what Omium adds with no framework adapter in between.
+PYTHON_AGENT = {"id": "python_agent", "framework": "python",
+                "definition": {"callable": "bench.adapters:two_calls"}}
+NOOP_AGENT = {"id": "noop", "framework": "python",
+              "definition": {"callable": "bench.adapters:noop"}}
+
+
+async def two_calls(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A python agent making the teams' two calls with the official client, no framework."""
+    from openai import AsyncOpenAI
+
+    from examples.research_team.verdicts import read_verdict
+
+    async with AsyncOpenAI(base_url=ctx.llm_base_url, api_key=ctx.llm_api_key,
+                           max_retries=0) as client:
+        for _ in range(CALLS_PER_RUN):
+            reply = await client.chat.completions.create(model=MODEL, messages=[
+                {"role": "user", "content": f"Is this supported? {inputs['claim']}"}])
+    return {"final": read_verdict(reply.choices[0].message.content or "")[0]}
+
+
+async def noop(inputs: dict[str, Any]) -> dict[str, Any]:
+    """No model call: an execution's own cost (lease, handoff, checkpoint, status)."""
+    return {"final": "supported"}
 
 
 class VerdictServer(ServerProcess):
@@ -101,11 +125,16 @@ def direct_call(framework: str, spec: dict[str, Any], inputs: dict[str, Any],
         result = await factory(ctx).run(task=task_text(spec["definition"]["task"], inputs))
         return str(result.messages[-1].to_text())
 
-    return {"langgraph": langgraph, "crewai": crewai, "autogen": autogen}[framework]
+    async def python() -> str:
+        return str((await factory(inputs, ctx))["final"])
+
+    return {"langgraph": langgraph, "crewai": crewai, "autogen": autogen,
+            "python": python}[framework]
 
 
 def omium_call(executor: MultiAgentExecutor, framework: str, spec: dict[str, Any],
-               inputs: dict[str, Any]) -> Callable[[], Awaitable[str]]:
+               inputs: dict[str, Any], calls: int = CALLS_PER_RUN
+               ) -> Callable[[], Awaitable[str]]:
     """One execution of a one-agent workflow holding ``spec``; returns the verdict."""
     workflow = {"name": f"bench_{framework}", "agents": [spec]}
     runs = iter(range(1_000_000))
@@ -115,9 +144,9 @@ def omium_call(executor: MultiAgentExecutor, framework: str, spec: dict[str, Any
         result = await executor.execute(execution_id, workflow, inputs=inputs)
         if result.status != "completed":
             raise RuntimeError(f"{execution_id}: {result.status}: {result.error}")
-        calls = (result.usage or {}).get("calls")
-        if calls != CALLS_PER_RUN:
-            raise RuntimeError(f"{execution_id}: billed {calls} calls, not {CALLS_PER_RUN}")
+        billed = (result.usage or {}).get("calls", 0)
+        if billed != calls:
+            raise RuntimeError(f"{execution_id}: billed {billed} calls, not {calls}")
         return str(result.results[spec["id"]]["final"])
 
     return run
@@ -133,7 +162,7 @@ async def timed(call: Callable[[], Awaitable[str]], into: list[int]) -> None:
 
 async def measure(args: argparse.Namespace, base_url: str, tmp: Path) -> dict[str, Any]:
     wf = yaml.safe_load(WORKFLOW.read_text())
-    specs = {a["framework"]: a for a in wf["agents"]}
+    specs = {a["framework"]: a for a in wf["agents"]} | {"python": PYTHON_AGENT}
     (tmp / "omium-llm.yaml").write_text(yaml.safe_dump({"backends": [
         {"name": "local", "base_url": base_url, "model": MODEL, "kind": "local"}]}))
     os.environ["OMIUM_LLM_CONFIG"] = str(tmp / "omium-llm.yaml")
@@ -154,6 +183,11 @@ async def measure(args: argparse.Namespace, base_url: str, tmp: Path) -> dict[st
             results[fw] = {side: ms_summary(ns) for side, ns in times.items()}
             if args.profile:
                 results[fw]["profile"] = await profile(sides["omium"], args.runs)
+        floor: list[int] = []
+        empty = omium_call(executor, "noop", NOOP_AGENT, wf["inputs"], calls=0)
+        for i in range(args.warmup + args.runs):
+            await timed(empty, floor if i >= args.warmup else [])
+        results["floor"] = ms_summary(floor)
     return results
 
 
@@ -176,6 +210,7 @@ def overhead(row: dict[str, Any], stat: str) -> tuple[float, float]:
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     rows, summary = [], {}
+    floor = results.pop("floor")
     for fw, row in results.items():
         mean_ms, mean_pct = overhead(row, "mean_ms")
         _, p50_pct = overhead(row, "p50_ms")
@@ -193,6 +228,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             print(f"--- cProfile of {args.runs} Omium runs, {fw} ---\n{row['profile']}")
     print(table(["framework", "direct mean", "direct p50", "omium mean", "omium p50",
                  "added ms", "overhead", "p50 overhead"], rows))
+    print(f"an execution with no model call (a no-op python agent): mean "
+          f"{floor['mean_ms']:.2f} ms, p50 {floor['p50_ms']:.2f} ms")
+    summary["noop_execution_mean_ms"] = round(floor["mean_ms"], 2)
+    summary["noop_execution_p50_ms"] = round(floor["p50_ms"], 2)
     return summary
 
 
