@@ -260,6 +260,7 @@ def test_bad_script_kind_is_rejected() -> None:
 async def test_runs_as_a_process(http) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "omium.testing.fake_server", "--port", "0", "--model", "pm",
+        "--reply", "the same answer",
         stdout=asyncio.subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
     )  # fmt: skip
@@ -272,6 +273,9 @@ async def test_runs_as_a_process(http) -> None:
             assert resp.status == 400
         async with http.get(f"{base_url}/models") as resp:
             assert (await resp.json())["data"][0]["id"] == "pm"
+        async with http.post(f"{base_url}/chat/completions", json={"messages": [
+                {"role": "user", "content": "anything"}]}) as resp:  # --reply, not an echo
+            assert (await resp.json())["choices"][0]["message"]["content"] == "the same answer"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 5) == 0
     finally:
