@@ -13,11 +13,12 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,7 +26,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests._processes import free_port, wait_http
 from tests._serve_process import ADMIN, start_serve, stop_serve
+from tests.conftest import PG_ENV, _drop_pg_database, _make_pg_database, _pg_url
 
+T = TypeVar("T")
 V1 = "/api/v1"
 ECHO = "tests.agents_for_tests:echo"
 AGENTS = "tests.browser.dashboard_agents"
@@ -48,6 +51,13 @@ def chromium_path() -> str:
                 "chromium (scripts/test.sh does, as root)")
 
 
+def in_thread(work: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(work)`` in a thread of its own: once Playwright's sync API has started,
+    it holds this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
 # -- the server and its tenants
 
 @contextmanager
@@ -57,7 +67,7 @@ def dashboard_serve(url: str, *args: str, **env: str) -> Iterator[str]:
     proc = start_serve(url, port, *args, **env)
     try:
         base = f"http://127.0.0.1:{port}"
-        asyncio.run(wait_http(f"{base}/health"))
+        in_thread(wait_http(f"{base}/health"))
         yield base
     finally:
         stop_serve(proc)
@@ -75,6 +85,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, gates: Path) -> Iterator[st
     with dashboard_serve(f"sqlite:///{db}", "--worker-concurrency", "8",
                          OMIUM_TEST_GATES=str(gates)) as base:
         yield base
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """tests/conftest.py's ``postgres_url`` (a fresh database cloned from a migrated
+    template; skipped, saying why, without $OMIUM_TEST_POSTGRES_URL), made in a thread."""
+    if _pg_url() is None:
+        pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (scripts/test.sh does)")
+    url = in_thread(_make_pg_database())
+    yield url
+    in_thread(_drop_pg_database(url))
 
 
 @dataclass
@@ -204,12 +225,9 @@ def screenshot_dir(request: pytest.FixtureRequest) -> Path:
     folder = Path(os.environ.get("OMIUM_SCREENSHOTS")
                   or tempfile.mkdtemp(prefix="omium-screenshots-"))
     folder.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"dashboard screenshots: {folder}"
-    if reporter is not None:  # past pytest's capture, so it is seen
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # past pytest's capture, so it is seen
+        print(f"\ndashboard screenshots: {folder}", flush=True)
     return folder
 
 
