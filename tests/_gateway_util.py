@@ -64,6 +64,18 @@ def write_llm_config(path: Path, local: FakeOpenAIServer, hosted: FakeOpenAIServ
     return path
 
 
+@asynccontextmanager
+async def fake_backends(tmp_path: Path, monkeypatch: Any
+                        ) -> AsyncIterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
+    """A local and a hosted fake server, configured as the LLM backends ($OMIUM_LLM_CONFIG,
+    which subprocesses inherit) while the block runs."""
+    async with FakeOpenAIServer(model="smollm2") as local, \
+            FakeOpenAIServer(model="gpt-3.5-turbo") as hosted:
+        monkeypatch.setenv("OMIUM_LLM_CONFIG", str(write_llm_config(
+            tmp_path / "omium-llm.yaml", local, hosted)))
+        yield local, hosted
+
+
 def hosted_nano(prompt: int, completion: int) -> int:
     """gpt-3.5-turbo's default price: $0.0005 / 1K in, $0.0015 / 1K out, in nano-dollars."""
     return prompt * 500 + completion * 1500

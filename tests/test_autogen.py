@@ -6,16 +6,12 @@ the missing-extra message."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 pytest.importorskip("autogen_agentchat")
 
@@ -25,9 +21,9 @@ from omium.errors import WorkflowValidationError
 from omium.store.base import Store
 from omium.testing.fake_server import FakeOpenAIServer
 from tests import autogen_teams
-from tests._api_harness import V1, Api
-from tests._gateway_util import LOCAL_CALL_NANO, write_llm_config
-from tests._processes import ROOT
+from tests._api_harness import Api
+from tests._gateway_util import LOCAL_CALL_NANO, fake_backends
+from tests._missing_extra import api_refuses, cli_refuses
 
 TEAMS = "tests.autogen_teams"
 
@@ -45,11 +41,8 @@ def workflow(*agents: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 async def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                   ) -> AsyncIterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
-    async with FakeOpenAIServer(model="smollm2") as local, \
-            FakeOpenAIServer(model="gpt-3.5-turbo") as hosted:
-        monkeypatch.setenv("OMIUM_LLM_CONFIG", str(write_llm_config(
-            tmp_path / "omium-llm.yaml", local, hosted)))
-        yield local, hosted
+    async with fake_backends(tmp_path, monkeypatch) as backends:
+        yield backends
 
 
 @pytest.mark.parametrize("factory", ["analyst", "analyst_team"])
@@ -151,34 +144,13 @@ def test_bad_definitions_are_refused_before_anything_runs() -> None:
         assert any(where in str(p) for p in err.value.problems), (definition, err.value)
 
 
-_NO_AUTOGEN = ("import sys; sys.modules['autogen_agentchat'] = None; "
-               "from omium.cli import main; sys.argv[0] = 'omium'; main()")
-
-
 def test_without_autogen_validate_and_run_are_bad_input_naming_the_agent(
         tmp_path: Path) -> None:
-    wf = tmp_path / "wf.yaml"
-    wf.write_text(yaml.safe_dump(workflow(ag("kyc_agent", "analyst"))))
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "OMIUM_DATABASE_URL": f"sqlite:///{tmp_path / 'o.db'}"}
-    for command in (["validate", str(wf)], ["run", str(wf)]):
-        p = subprocess.run([sys.executable, "-c", _NO_AUTOGEN, *command], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=60)
-        assert p.returncode == 2, p.stdout + p.stderr
-        assert "Traceback" not in p.stderr
-        assert "agents[0] (kyc_agent).framework" in p.stderr
-        assert "pip install 'omium[autogen]'" in p.stderr
+    cli_refuses(tmp_path, "autogen_agentchat", workflow(ag("kyc_agent", "analyst")),
+                "kyc_agent", "autogen")
 
 
 async def test_without_autogen_the_api_answers_422_naming_the_agent(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [m for m in sys.modules
-                 if m == "autogen_agentchat" or m.startswith("autogen_agentchat.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    _, h = await api.tenant("acme")
-    r = await api.client.post(f"{V1}/executions", headers=h, json={
-        "workflow": workflow(ag("kyc_agent", "analyst"))})
-    assert r.status_code == 422, r.text
-    [problem] = r.json()["detail"]
-    assert problem["loc"] == "agents[0] (kyc_agent).framework"
-    assert "pip install 'omium[autogen]'" in problem["msg"]
+    await api_refuses(api, monkeypatch, "autogen_agentchat",
+                      workflow(ag("kyc_agent", "analyst")), "kyc_agent", "autogen")

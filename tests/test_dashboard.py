@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from omium.agents.runtime import ReviewRequested, current_runtime
 from omium.api import Settings, create_app
 from omium.api.dashboard.executions_list import PAGE_SIZE
 from omium.engine.tenants import hash_key
@@ -22,6 +23,15 @@ from omium.store.records import UsageRecord
 from tests._api_harness import ADMIN, ADMIN_H, LOAN, V1, VOTE, Api, agent, sequential
 from tests._processes import free_port, omium
 
+def ask(inputs: object) -> dict[str, str]:
+    """Asks a human a question; run again with the answer, returns it (an agent of the test)."""
+    runtime = current_runtime()
+    if runtime is None or runtime.review is None:
+        raise ReviewRequested("Which plan, A or B?")
+    return {"answer": runtime.review.decision}
+
+
+ASK = {"name": "ask", "agents": [agent("asker", "tests.test_dashboard:ask")]}
 BOOM = {"name": "boom", "agents": [agent("ok"), agent("bad", "tests.agents_for_tests:boom")]}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -310,6 +320,23 @@ async def test_a_decision_the_vote_cannot_take_is_a_422_naming_it(api: Api) -> N
         "csrf_token": csrf, "decision": "maybe"})
     assert r.status_code == 422 and "decision:" in r.text and 'role="alert"' in r.text
     assert await status_of(api, ex) == "awaiting_review"
+
+
+async def test_an_agents_own_question_is_answered_with_text(api: Api) -> None:
+    tid, h = await api.tenant("acme")
+    ex = await api.submit(h, workflow=ASK)
+    assert (await api.drive(tid, ex)).status == "awaiting_review"
+    csrf = await sign_in(api.client, key_of(h))
+    page = (await api.client.get(f"/executions/{ex}")).text
+    assert "Which plan, A or B?" in page and 'name="answer"' in page
+    r = await api.client.post(f"/executions/{ex}/review", data={
+        "csrf_token": csrf, "decision": "answer", "answer": "B <b>now</b>", "reviewer": "Ada"})
+    assert r.status_code == 303
+    assert (await api.drive(tid, ex)).status == "completed"
+    rec = await api.store.get_execution(ex)
+    assert rec is not None and rec.result is not None
+    assert rec.result["results"]["asker"] == {"answer": "B <b>now</b>"}
+    assert "B &lt;b&gt;now&lt;/b&gt;" in (await api.client.get(f"/executions/{ex}")).text
 
 
 async def test_cancel_and_resume_from_the_page(api: Api) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from omium.agents.runtime import REVIEW_REQUESTED
 from omium.api.dashboard import drawing
 from omium.api.dashboard.web import (
     ActionForm,
@@ -83,6 +84,9 @@ def _context(request: Request, who: Viewer, detail: ExecutionDetail) -> dict[str
         "can_cancel": rec.status in CANCELLABLE and not rec.cancel_requested,
         "can_resume": rec.status in RESUMABLE,
         "can_review": rec.status == Status.AWAITING_REVIEW,
+        # The agent's own question (e.g. a LangGraph interrupt()) takes any text as well.
+        "asks_answer": rec.status == Status.AWAITING_REVIEW
+        and rec.failure_type == REVIEW_REQUESTED,
         "review_prompt": next((e.data.get("prompt") for e in reversed(detail.events)
                                if e.type == "review_requested"), None),
     }

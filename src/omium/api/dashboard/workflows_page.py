@@ -46,8 +46,14 @@ def _shape(definition: dict[str, Any]) -> dict[str, Any]:
 async def workflows(request: Request, who: ViewerDep) -> Response:
     rows = await web.store_of(request).list_workflows(who.tenant_id, limit=LISTED)
     groups = _grouped(rows)
+    plans = request.app.state.plans
     for g in groups:
         g["shape"] = _shape(g["latest"].definition)
+        try:  # prepared once per process (the cache), then drawn from memory
+            wf = await plans.load(web.store_of(request), who.tenant_id, g["latest"].id)
+        except OmiumError:  # no longer valid here: its own page says why
+            wf = None
+        g["graph"] = draw_graph(wf.plan) if wf is not None else None
     return web.render(request, "workflows.html", {"who": who, "groups": groups})
 
 

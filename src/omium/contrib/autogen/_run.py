@@ -40,9 +40,8 @@ from autogen_agentchat.teams import BaseGroupChat, RoundRobinGroupChat
 
 from omium.agents.base import AgentContext
 from omium.agents.runtime import AgentRuntime
+from omium.contrib._checkpoints import JsonCheckpoints
 from omium.errors import AgentError
-from omium.store.base import ExecutionStore, GraphCheckpointStore
-from omium.store.records import GraphCheckpoint
 
 NAMESPACE = "autogen"
 _Message = BaseAgentEvent | BaseChatMessage
@@ -59,15 +58,6 @@ def as_team(made: Any, what: str) -> BaseGroupChat:
         raise AgentError(f"{what} returned a {type(made).__name__}: a team that is not an "
                          "AgentChat group chat cannot save its state after each message")
     raise AgentError(f"{what} returned a {type(made).__name__}, not an AgentChat team or agent")
-
-
-async def thread_id(store: ExecutionStore, ctx: AgentContext) -> str:
-    """The agent's thread: the same on every attempt and every resume, a new one each time a
-    rollback sends the agent (or the node it feeds) back to run again."""
-    redone = sum(1 for ev in await store.get_events(ctx.execution_id) if ev.type == "rollback"
-                 and (ev.agent_id == ctx.agent_id
-                      or ctx.agent_id in (ev.data.get("upstream") or ())))
-    return f"{ctx.idempotency_key}:{NAMESPACE}" + (f":{redone}" if redone else "")
 
 
 def _text(message: _Message) -> str:
@@ -89,38 +79,6 @@ def _entry(message: _Message) -> dict[str, Any]:
     return {"source": message.source, "content": _jsonable_content(message)}
 
 
-class _Checkpoints:
-    """The agent's checkpoints on its thread (nothing is kept outside an Omium run)."""
-
-    def __init__(self, ctx: AgentContext, runtime: AgentRuntime | None) -> None:
-        self.ctx, self.runtime = ctx, runtime
-        self.store: GraphCheckpointStore | None = None
-        if runtime is not None and hasattr(runtime.store, "put_graph_checkpoint"):
-            self.store = cast(GraphCheckpointStore, runtime.store)
-        self.thread, self.seq, self.parent = ctx.idempotency_key, 0, None
-
-    async def latest(self) -> dict[str, Any] | None:
-        if self.store is None or self.runtime is None:
-            return None
-        self.thread = await thread_id(self.runtime.store, self.ctx)
-        cp = await self.store.get_graph_checkpoint(self.thread, NAMESPACE)
-        if cp is None:
-            return None
-        self.seq, self.parent = int(cp.checkpoint_id), cp.checkpoint_id
-        return cast(dict[str, Any], json.loads(cp.checkpoint))
-
-    async def put(self, record: dict[str, Any]) -> None:
-        if self.store is None or self.runtime is None:
-            return
-        self.seq += 1
-        cid = f"{self.seq:012d}"  # ids order as their bytes do: the newest is the last
-        await self.store.put_graph_checkpoint(GraphCheckpoint(
-            self.thread, NAMESPACE, cid, self.parent, "json",
-            json.dumps(record, default=str).encode(), {"source": "omium.contrib.autogen"},
-            execution_id=self.ctx.execution_id), epoch=self.runtime.epoch)
-        self.parent = cid
-
-
 class _SaveEachTurn(TerminationCondition):
     """The team's own termination condition (or none), which also checkpoints the team each
     time the manager hands it an agent's reply."""
@@ -128,7 +86,7 @@ class _SaveEachTurn(TerminationCondition):
     def __init__(self, inner: TerminationCondition | None) -> None:
         self.inner = inner
         self.team: BaseGroupChat | None = None
-        self.checkpoints: _Checkpoints | None = None
+        self.checkpoints: JsonCheckpoints | None = None
         self.messages: list[dict[str, Any]] = []
         self.skip_first = False  # with a task, the manager's first call is the task itself
         self.failure: BaseException | None = None
@@ -183,7 +141,7 @@ def _thread_messages(dumps: Any) -> list[_Message]:
 async def run_team(team: BaseGroupChat, task: str, ctx: AgentContext,
                    runtime: AgentRuntime | None) -> dict[str, Any]:
     """The team's output, ``{final, messages, stop_reason}``."""
-    checkpoints = _Checkpoints(ctx, runtime)
+    checkpoints = JsonCheckpoints(ctx, runtime, NAMESPACE, "omium.contrib.autogen")
     saved = await checkpoints.latest()
     if saved is not None and saved.get("done"):
         return cast(dict[str, Any], saved["output"])

@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from omium.agents._imports import import_object
-from omium.agents.base import Agent, AgentContext
+from omium.agents.base import AgentContext
 from omium.agents.llm import render
 from omium.agents.runtime import current_runtime
 from omium.contrib import _factories
-from omium.errors import AgentError, FieldProblem
+from omium.errors import FieldProblem
 from omium.workflow.model import AgentSpec
 
 INSTALL = "pip install 'omium[autogen]'"
@@ -47,48 +46,34 @@ def task_text(template: str | None, inputs: Any) -> str:
     return render(template, inputs)
 
 
-class AutoGenAgent(Agent):
+class AutoGenAgent(_factories.FactoryAgent):
     framework = "autogen"
     reference_fields = ("team",)
+    factory_key, keys, produces = "team", _KEYS, "an AgentChat team or agent"
+    missing = staticmethod(missing_extra)
 
     def __init__(self, spec: AgentSpec, base_dir: str | None = None) -> None:
         super().__init__(spec, base_dir)
-        self.ref: str = spec.definition["team"]
         self.template: str | None = spec.definition.get("task")
-        self.factory = import_object(self.ref, base_dir)
-        if not callable(self.factory):
-            raise AgentError(f"{self.ref!r} is a {type(self.factory).__name__}, not a factory")
-        self._with_ctx = _factories.takes_argument(self.factory)
+
+    @staticmethod
+    def is_made(obj: Any) -> bool:
+        from autogen_agentchat.base import ChatAgent, Team
+
+        return isinstance(obj, ChatAgent | Team)
 
     @classmethod
     def check(cls, spec: AgentSpec, base_dir: str | None) -> list[FieldProblem]:
-        d, problems = spec.definition, []
-        if unknown := set(d) - set(_KEYS):
-            problems.append(FieldProblem("definition", f"unknown keys {sorted(unknown)}"))
-        if "task" in d and not isinstance(d["task"], str):
+        problems = []
+        if "task" in spec.definition and not isinstance(spec.definition["task"], str):
             problems.append(FieldProblem("definition.task", "must be a template string"))
-        if "team" not in d:
-            return [*problems, FieldProblem(
-                "definition.team", "required for framework: autogen ('module:factory' naming "
-                "a function that returns an AgentChat team or agent)")]
-        if (missing := missing_extra()) is not None:
-            return [*problems, FieldProblem("framework", missing)]
-        try:
-            target = import_object(d["team"], base_dir)
-        except ValueError as err:
-            return [*problems, FieldProblem("definition.team", str(err))]
-        if not callable(target) or _is_team_or_agent(target):
-            problems.append(FieldProblem("definition.team", (
-                f"{d['team']!r} is a {type(target).__name__}, not a factory returning a team "
-                "or an agent (a team is made anew for every attempt)")))
-        return problems
+        return [*problems, *super().check(spec, base_dir)]
 
     async def team(self, ctx: AgentContext) -> Any:
         """A fresh team for this attempt (a single agent is a one-turn team of it)."""
         from omium.contrib.autogen._run import as_team
 
-        return as_team(await _factories.call_factory(self.factory, self._with_ctx, ctx),
-                       self.ref)
+        return as_team(await self.make(ctx), self.ref)
 
     async def run(self, inputs: Any, ctx: AgentContext) -> Any:
         from omium.contrib.autogen._run import run_team
@@ -96,8 +81,3 @@ class AutoGenAgent(Agent):
         task = task_text(self.template, inputs)
         return await run_team(await self.team(ctx), task, ctx, current_runtime())
 
-
-def _is_team_or_agent(obj: Any) -> bool:
-    from autogen_agentchat.base import ChatAgent, Team
-
-    return isinstance(obj, ChatAgent | Team)

@@ -5,8 +5,17 @@
   "use strict";
   var charts = [];
 
+  // A theme colour as the canvas needs it: the palette is written with light-dark(), which
+  // only an element's computed colour resolves (a style property set here is CSSOM, which
+  // the CSP allows; no style attribute is ever written into the page).
   function css(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    var probe = document.createElement("span");
+    probe.style.color = "var(" + name + ")";
+    probe.hidden = true;
+    document.body.appendChild(probe);
+    var colour = getComputedStyle(probe).color;
+    probe.remove();
+    return colour;
   }
 
   function draw(el) {
@@ -28,7 +37,8 @@
       width: Math.max(el.clientWidth, 240), height: 220,
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: false, range: [-0.6, labels.length - 0.4] } },
+      scales: { x: { time: false, range: [-0.6, labels.length - 0.4] },
+                y: { range: function (u, min, max) { return [0, (max || 1) * 1.15]; } } },
       axes: [
         { stroke: text, grid: { show: false }, ticks: { stroke: grid },
           splits: function () { return xs; },
