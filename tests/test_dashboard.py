@@ -23,6 +23,7 @@ from omium.store.records import UsageRecord
 from tests._api_harness import ADMIN, ADMIN_H, LOAN, V1, VOTE, Api, agent, sequential
 from tests._processes import free_port, omium
 
+
 def ask(inputs: object) -> dict[str, str]:
     """Asks a human a question; run again with the answer, returns it (an agent of the test)."""
     runtime = current_runtime()
@@ -285,11 +286,16 @@ async def test_actions_without_or_with_a_wrong_csrf_token_are_refused(api: Api) 
 # -- actions: the commands the API and the CLI call
 
 
-async def test_review_from_the_page_is_the_apis_review(api: Api) -> None:
+async def paused(api: Api, workflow: dict[str, object]) -> tuple[str, str, str]:
+    """A tenant's execution awaiting review, and the tenant signed in: (tenant, id, csrf)."""
     tid, h = await api.tenant("acme")
-    ex = await api.submit(h, workflow=VOTE)
+    ex = await api.submit(h, workflow=workflow)
     assert (await api.drive(tid, ex)).status == "awaiting_review"
-    csrf = await sign_in(api.client, key_of(h))
+    return tid, ex, await sign_in(api.client, key_of(h))
+
+
+async def test_review_from_the_page_is_the_apis_review(api: Api) -> None:
+    tid, ex, csrf = await paused(api, VOTE)
     page = (await api.client.get(f"/executions/{ex}")).text
     assert 'id="review-form"' in page and 'data-testid="execution-status">awaiting_review<' in page
     assert 'hx-trigger="every 2s"' in page  # it refreshes itself while it can still change
@@ -312,10 +318,7 @@ async def test_review_from_the_page_is_the_apis_review(api: Api) -> None:
 
 
 async def test_a_decision_the_vote_cannot_take_is_a_422_naming_it(api: Api) -> None:
-    tid, h = await api.tenant("acme")
-    ex = await api.submit(h, workflow=VOTE)
-    await api.drive(tid, ex)
-    csrf = await sign_in(api.client, key_of(h))
+    _, ex, csrf = await paused(api, VOTE)
     r = await api.client.post(f"/executions/{ex}/review", data={
         "csrf_token": csrf, "decision": "maybe"})
     assert r.status_code == 422 and "decision:" in r.text and 'role="alert"' in r.text
@@ -323,10 +326,7 @@ async def test_a_decision_the_vote_cannot_take_is_a_422_naming_it(api: Api) -> N
 
 
 async def test_an_agents_own_question_is_answered_with_text(api: Api) -> None:
-    tid, h = await api.tenant("acme")
-    ex = await api.submit(h, workflow=ASK)
-    assert (await api.drive(tid, ex)).status == "awaiting_review"
-    csrf = await sign_in(api.client, key_of(h))
+    tid, ex, csrf = await paused(api, ASK)
     page = (await api.client.get(f"/executions/{ex}")).text
     assert "Which plan, A or B?" in page and 'name="answer"' in page
     r = await api.client.post(f"/executions/{ex}/review", data={
