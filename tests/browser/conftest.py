@@ -11,6 +11,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests._processes import free_port, wait_http
@@ -80,10 +83,42 @@ def gates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, gates: Path) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("dashboard") / "omium.db"
-    with dashboard_serve(f"sqlite:///{db}", "--worker-concurrency", "8",
-                         OMIUM_TEST_GATES=str(gates)) as base:
+def llm_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The serve's LLM backends: fake OpenAI servers (omium.testing.fake_server, real
+    processes) for smollm2 (local) and gpt-3.5-turbo (hosted), and before the local one an
+    "edge" backend nobody listens on, whose circuit the first call opens (the call falls back
+    to "local")."""
+    ports = {"smollm2": free_port(), "gpt-3.5-turbo": free_port()}
+    fakes = [subprocess.Popen([sys.executable, "-m", "omium.testing.fake_server",
+                               "--port", str(port), "--model", model],
+                              stdout=subprocess.DEVNULL) for model, port in ports.items()]
+    try:
+        for port in ports.values():
+            in_thread(wait_http(f"http://127.0.0.1:{port}/health"))
+        path = tmp_path_factory.mktemp("llm") / "omium-llm.yaml"
+        path.write_text(yaml.safe_dump({"backends": [
+            {"name": "edge", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+             "model": "smollm2"},
+            {"name": "local", "base_url": f"http://127.0.0.1:{ports['smollm2']}/v1",
+             "model": "smollm2"},
+            {"name": "openai", "base_url": f"http://127.0.0.1:{ports['gpt-3.5-turbo']}/v1",
+             "model": "gpt-3.5-turbo", "kind": "hosted"}],
+            "circuit": {"failure_threshold": 1, "cooldown_s": 600}}))
+        yield path
+    finally:
+        for fake in fakes:
+            stop_serve(fake)
+
+
+@pytest.fixture(scope="session")
+def server_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'omium.db'}"
+
+
+@pytest.fixture(scope="session")
+def server(server_db: str, gates: Path, llm_config: Path) -> Iterator[str]:
+    with dashboard_serve(server_db, "--worker-concurrency", "8", OMIUM_TEST_GATES=str(gates),
+                         OMIUM_LLM_CONFIG=str(llm_config)) as base:
         yield base
 
 
@@ -148,8 +183,8 @@ def make_tenant(server: str, name: str) -> Tenant:
 
 
 @pytest.fixture
-def tenant(server: str, request: pytest.FixtureRequest) -> Iterator[Tenant]:
-    t = make_tenant(server, request.node.name)
+def tenant(server: str) -> Iterator[Tenant]:
+    t = make_tenant(server, "acme")  # and a random suffix: a tenant of this test's own
     yield t
     t.http.close()
 

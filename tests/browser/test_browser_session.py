@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from tests._serve_process import ADMIN
 from tests.browser.conftest import Tenant, make_tenant, sequential, sign_in
 
 
@@ -63,6 +64,7 @@ def test_another_tenants_execution_is_not_found(signed_in: Page, tenant: Tenant,
                                                 shot: Callable[[str], Path]) -> None:
     other = make_tenant(server, "other")
     theirs = other.run(sequential("theirs", n=1))
+    other.http.close()
     response = signed_in.goto(f"/executions/{theirs}")
     assert response is not None and response.status == 404
     expect(signed_in.locator("h1")).to_contain_text("not found")
@@ -73,3 +75,21 @@ def test_another_tenants_execution_is_not_found(signed_in: Page, tenant: Tenant,
     response = signed_in.goto("/executions/ex_nobody_has_this")
     assert response is not None and response.status == 404
     expect(signed_in.locator("h1")).to_contain_text("not found")
+
+
+def test_an_admin_key_switches_between_tenants(page: Page, tenant: Tenant, server: str,
+                                               shot: Callable[[str], Path]) -> None:
+    other = make_tenant(server, "globex")
+    mine, theirs = tenant.run(sequential("mine", n=1)), other.run(sequential("theirs", n=1))
+    sign_in(page, ADMIN)
+    switch = page.locator("select#tenant-switch")
+    expect(switch).to_be_visible()
+    for shown, hidden, tenant_id in ((mine, theirs, tenant.id), (theirs, mine, other.id)):
+        # Chosen without a change event (which may submit the form itself): one submit.
+        switch.evaluate("(select, value) => { select.value = value }", tenant_id)
+        page.locator('form:has(select#tenant-switch) [type="submit"]').click()
+        expect(page.locator('[data-testid="tenant"]')).to_have_text(tenant_id)
+        expect(page.locator(f'tr[data-execution-id="{shown}"]')).to_be_visible()
+        expect(page.locator(f'tr[data-execution-id="{hidden}"]')).to_have_count(0)
+    shot("executions-admin")
+    other.http.close()

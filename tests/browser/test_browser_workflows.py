@@ -3,12 +3,16 @@ execution with JSON inputs validated as the API does; and the LLM and cost page.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from tests._processes import omium
 from tests.browser.conftest import Tenant, agent
 
 INTAKE = {"name": "intake", "agents": [
@@ -61,12 +65,32 @@ def test_inputs_the_api_would_refuse_are_refused_with_its_reason(
     assert listed == []  # nothing was started
 
 
-def test_the_llm_page_shows_backends_plan_figures_and_spend(
-        signed_in: Page, shot: Callable[[str], Path]) -> None:
+def test_the_llm_page_shows_circuits_plan_figures_spend_and_balance(
+        signed_in: Page, tenant: Tenant, server_db: str, shot: Callable[[str], Path]) -> None:
+    added = omium("credits", "add", tenant.id, "100", "--db", server_db, env=dict(os.environ),
+                  stdout=subprocess.DEVNULL)
+    assert added.wait(30) == 0
+    # Through the serve's gateway, billed to the tenant: three local calls (the first tried
+    # "edge", which is down: its circuit opens and the call falls back) and a hosted one.
+    for model, tokens in [("smollm2", "40/12")] * 3 + [("gpt-3.5-turbo", "1234/567")]:
+        r = tenant.http.post("/v1/chat/completions", json={
+            "model": model, "messages": [{"role": "user", "content": f"hi #usage={tokens}"}]})
+        assert r.status_code == 200, r.text
     signed_in.goto("/llm?window=24h")
-    expect(signed_in.locator("table#backends")).to_be_visible()
-    for figure in ("local-share", "fallback-success", "cost-saved", "balance"):
-        expect(signed_in.locator(f'[data-testid="{figure}"]')).to_be_visible()
-    for chart in ("#spend-per-day", "#spend-per-model"):
-        expect(signed_in.locator(chart)).to_be_attached()
+    backends = signed_in.locator("table#backends")
+    expect(backends.locator('[data-backend="edge"]')).to_contain_text("open")
+    expect(backends.locator('[data-backend="edge"]')).to_contain_text("Cannot connect")
+    expect(backends.locator('[data-backend="local"]')).to_contain_text("closed")
+    expect(backends.locator('[data-backend="openai"]')).to_contain_text("closed")
+    expect(signed_in.locator('[data-testid="local-share"]')).to_contain_text("75.0%")
+    expect(signed_in.locator('[data-testid="fallback-success"]')).to_contain_text("100.0%")
+    expect(signed_in.locator('[data-testid="cost-saved"]')).to_contain_text("%")
+    # 100 credits less 3 local calls ($0.001 each) and 1,234 + 567 hosted tokens ($0.0014675).
+    expect(signed_in.locator('[data-testid="balance"]')).to_contain_text("99.55325")
+    for chart in ("#spend-per-day", "#spend-per-model"):  # drawn by the vendored uPlot
+        expect(signed_in.locator(f"{chart} canvas").first).to_be_visible()
+    per_model = json.loads(signed_in.locator("#spend-per-model").get_attribute("data-series")
+                           or "{}")
+    assert dict(zip(per_model["labels"], per_model["values"], strict=True)) == {
+        "gpt-3.5-turbo": 0.0014675, "smollm2": 0.003}
     shot("llm")
