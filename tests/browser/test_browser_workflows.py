@@ -13,7 +13,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from tests._processes import omium
-from tests.browser.conftest import Tenant, agent
+from tests.browser.conftest import VOTE_THEN_GATE, Tenant, agent
 
 INTAKE = {"name": "intake", "agents": [
     agent("check", input_schema={"type": "object", "required": ["applicant"],
@@ -34,6 +34,7 @@ def _open_workflow(page: Page, shot: Callable[[str], Path] | None = None) -> Non
 def test_starting_an_execution_from_the_workflows_page(
         signed_in: Page, tenant: Tenant, shot: Callable[[str], Path]) -> None:
     tenant.register(INTAKE)
+    tenant.register(VOTE_THEN_GATE)  # a DAG beside it, on the list
     _open_workflow(signed_in, shot)
     for node in ("check", "file"):
         expect(signed_in.locator(f'svg [data-node="{node}"]')).to_have_count(1)
