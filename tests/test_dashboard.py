@@ -20,6 +20,8 @@ from omium.api import Settings, create_app
 from omium.api.dashboard.executions_list import PAGE_SIZE
 from omium.engine.tenants import hash_key
 from omium.store.records import UsageRecord
+from omium.testing._fake_behaviour import Behaviour
+from omium.testing.fake_server import FakeOpenAIServer
 from tests._api_harness import ADMIN, ADMIN_H, LOAN, V1, VOTE, Api, agent, sequential
 from tests._processes import free_port, omium
 
@@ -490,6 +492,35 @@ async def test_the_llm_page_shows_figures_backends_and_balance(
     bad = await api.client.get("/llm?window=forever")
     assert bad.status_code == 422 and "window:" in bad.text
 
+
+
+async def test_the_llm_page_shows_the_circuit_this_process_opened(
+        api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call through this serve's gateway: the local backend fails (its circuit opens at the
+    first failure here), the hosted one serves it as a fallback; the page shows both."""
+    async with FakeOpenAIServer(model="gpt-3.5-turbo") as local, \
+            FakeOpenAIServer(model="gpt-3.5-turbo") as hosted:
+        # Both serve one model, so a call for it may fall back from one to the other.
+        config = tmp_path / "omium-llm.yaml"
+        config.write_text(json.dumps({"backends": [
+            {"name": "local", "base_url": local.base_url, "model": "gpt-3.5-turbo"},
+            {"name": "openai", "base_url": hosted.base_url, "model": "gpt-3.5-turbo",
+             "kind": "hosted"}], "circuit": {"failure_threshold": 1, "cooldown_s": 600}}))
+        monkeypatch.setenv("OMIUM_LLM_CONFIG", str(config))
+        local.default = Behaviour(kind="fail", status=503)
+        tid, h = await api.tenant("acme")
+        await api.store.add_credits(tid, 100 * 10_000_000)
+        r = await api.client.post("/v1/chat/completions", headers=h, json={
+            "model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200 and r.headers["x-omium-backend"] == "openai", r.text
+        await sign_in(api.client, key_of(h))
+        page = (await api.client.get("/llm")).text
+    rows = dict(re.findall(r'<tr data-backend="(\w+)">.*?data-testid="circuit">([\w-]+)<',
+                           page, re.S))
+    assert rows == {"local": "open", "openai": "closed"}
+    assert re.search(r'data-testid="local-share">0\.0%<', page)
+    assert re.search(r'data-testid="fallback-success">100\.0%<', page)
+    assert '<td class="mono">gpt-3.5-turbo</td>' in page  # its spend, per model
 
 # -- a real `omium serve`
 
