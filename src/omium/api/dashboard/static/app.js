@@ -42,7 +42,28 @@
     });
   }
 
+  function keepOpenDetails() {
+    // A live refresh replaces the execution's body: the sections a reader opened or closed
+    // stay as they were (matched by data-key), and so does the page's scroll position.
+    var state = null;
+    document.body.addEventListener("htmx:beforeSwap", function (e) {
+      state = {};
+      e.detail.target.querySelectorAll("details[data-key]").forEach(function (d) {
+        state[d.getAttribute("data-key")] = d.open;
+      });
+    });
+    document.body.addEventListener("htmx:afterSwap", function () {
+      if (!state) return;
+      document.querySelectorAll("details[data-key]").forEach(function (d) {
+        var key = d.getAttribute("data-key");
+        if (key in state) d.open = state[key];
+      });
+      state = null;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    keepOpenDetails();
     wireTheme();
     wireAutosubmit();
     csrfHeader();
