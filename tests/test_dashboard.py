@@ -93,6 +93,8 @@ async def test_sign_in_keeps_only_a_signed_httponly_cookie_and_sign_out_clears_i
     assert "httponly" in flags and "path=/" in flags and "samesite=lax" in flags
     assert "secure" not in flags  # plain http on loopback: a Secure cookie would be dropped
     assert key_of(h) not in cookie and key_of(h) not in r.headers.get("location", "")
+    home = await api.client.get("/")
+    assert home.status_code == 303 and home.headers["location"] == "/executions"
     page = await api.client.get("/executions")
     assert page.status_code == 200
     assert f'<span data-testid="tenant">{tenant}</span>' in page.text
@@ -231,6 +233,14 @@ async def test_another_tenants_execution_is_not_found_and_cannot_be_acted_on(api
     r = await api.client.post(f"/executions/{theirs}/cancel", data={"csrf_token": csrf})
     assert r.status_code == 404
     assert await status_of(api, theirs) == "queued"
+    their_wf = (await api.store.get_execution(theirs)).workflow_id  # type: ignore[union-attr]
+    assert their_wf is not None
+    for path in [f"/workflows/{their_wf}", "/workflows/seq"]:  # by id, and by name
+        r = await api.client.get(path)
+        assert r.status_code == 404 and "not found" in r.text, path
+    r = await api.client.post(f"/workflows/{their_wf}/start", data={"csrf_token": csrf})
+    assert r.status_code == 404
+    assert len(await api.store.list_executions(tenant_id="globex")) == 1
     listed = (await api.client.get("/executions")).text
     assert theirs not in listed
 
