@@ -483,6 +483,34 @@ async def test_the_execution_page_draws_attempts_graph_and_sections(api: Api) ->
     assert "<details" in page and 'data-testid="output"' in page
 
 
+
+async def test_fallbacks_and_rollbacks_are_drawn_where_they_happened(
+        api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMIUM_TEST_COUNTER", str(tmp_path / "n"))
+    tid, h = await api.tenant("acme")
+    fb = await api.submit(h, workflow={"name": "fb", "agents": [
+        agent("main", "tests.agents_for_tests:boom", fallback="backup",
+              retry={"max_attempts": 2, "backoff_s": 0}),
+        agent("backup", "tests.agents_for_tests:approve")]})
+    needs_two = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 2}}}
+    rb = await api.submit(h, workflow={"name": "rb", "agents": [
+        agent("producer", "tests.agents_for_tests:counter"),
+        agent("consumer", input_schema=needs_two, on_failure="rollback", max_rollbacks=2)]})
+    assert (await api.drive(tid, fb)).status == "completed"
+    assert (await api.drive(tid, rb)).status == "completed"
+    await sign_in(api.client, key_of(h))
+    page = (await api.client.get(f"/executions/{fb}")).text
+    # Two failed attempts of main, then its checkpoint served by the fallback.
+    assert re.findall(r'class="bar (\w+)[^"]*" data-step="main"', page) == [
+        "failed", "failed", "fallback"]
+    assert re.search(r'class="node fallback" data-node="main"', page)
+    assert "served by backup" in page
+    page = (await api.client.get(f"/executions/{rb}")).text
+    # The producer's first checkpoint is drawn rolled back, then its second run.
+    assert re.findall(r'class="bar (\w+)[^"]*" data-step="producer"', page) == [
+        "superseded", "done"]
+    assert 'data-event="rollback"' in page
+
 async def test_the_llm_page_shows_figures_backends_and_balance(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMIUM_LLM_LOCAL_URL", "http://127.0.0.1:9/v1")
