@@ -25,13 +25,14 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests._processes import free_port, wait_http
 from tests._serve_process import ADMIN, start_serve, stop_serve
 from tests.conftest import PG_ENV, _drop_pg_database, _make_pg_database, _pg_url
 
 T = TypeVar("T")
+HERE = Path(__file__).resolve().parent
 V1 = "/api/v1"
 ECHO = "tests.agents_for_tests:echo"
 AGENTS = "tests.browser.dashboard_agents"
@@ -216,13 +217,45 @@ VOTE_THEN_GATE = {"name": "vote_then_gate", "execution_order": "dag", "agents": 
 
 # -- the browser
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True)
-        yield b
-        b.close()
+class _Chromium:
+    """Playwright and its chromium, started for the first test here and stopped once the run
+    leaves this folder (``pytest_runtest_teardown``), not at the session's end: Playwright's
+    sync API holds the thread's event loop while it runs, and the async tests after these
+    need it."""
+
+    def __init__(self) -> None:
+        self.playwright: Playwright | None = None
+        self.browser: Browser | None = None
+
+    def get(self) -> Browser:
+        if self.browser is None:
+            executable = chromium_path()
+            self.playwright = sync_playwright().start()
+            self.browser = self.playwright.chromium.launch(executable_path=executable,
+                                                           headless=True)
+        return self.browser
+
+    def stop(self) -> None:
+        if self.browser is not None:
+            self.browser.close()
+        if self.playwright is not None:
+            self.playwright.stop()
+        self.playwright = self.browser = None
+
+
+_chromium = _Chromium()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield  # the test's own fixtures (its page) first
+    if nextitem is None or HERE not in Path(nextitem.path).parents:
+        _chromium.stop()
+
+
+@pytest.fixture
+def browser() -> Browser:
+    return _chromium.get()
 
 
 @pytest.fixture
