@@ -12,6 +12,7 @@ usage records against what the server reported, to the nano-dollar.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -36,9 +37,9 @@ MODEL = "gpt-3.5-turbo"  # priced per token by default: a bill shows every token
 
 
 def _crewai_missing() -> str | None:
-    try:
-        import crewai  # noqa: F401
-        import omium.contrib.crewai  # noqa: F401
+    try:  # importing is the check: the adapter imports crewai lazily
+        importlib.import_module("crewai")
+        importlib.import_module("omium.contrib.crewai")
     except ImportError as err:
         return (f"framework: crewai is not available here ({err}): the crewai adapter "
                 "(src/omium/contrib/crewai) and `pip install 'omium[crewai]'` are needed")
