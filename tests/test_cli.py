@@ -64,9 +64,9 @@ def test_split_vote_waits_for_review_then_completes() -> None:
 
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nagents:\n  - id: a\n    framework: crewai\n")
+    bad.write_text("name: x\nagents:\n  - id: a\n    framework: smolagents\n")
     code, out = omium("run", bad)
-    assert code == 2 and "agents[0] (a).framework" in out and "crewai" in out
+    assert code == 2 and "agents[0] (a).framework" in out and "smolagents" in out
     code, out = omium("run", EXAMPLE / "workflow.yaml", "--input", '{"applicant": 1}')
     assert code == 2 and "inputs.applicant" in out
     code, out = omium("run", EXAMPLE / "workflow.yaml", "--input", "{not json")

@@ -41,6 +41,7 @@ CONFORMANCE = {
     "create_execution": f"{_EXEC}::test_create_execution_is_idempotent_by_id",
     "get_execution": f"{_EXEC}::test_create_execution_is_idempotent_by_id",
     "list_executions": f"{_EXEC}::test_list_executions_filters_and_orders_newest_first",
+    "count_executions": f"{_EXEC}::test_list_executions_filters_and_orders_newest_first",
     "find_by_idempotency_key": f"{_EXEC}::test_an_idempotency_key_names_one_request",
     "update_execution": f"{_EXEC}::test_update_execution_with_expected_status_is_conditional",
     "apply_review": f"{_EXEC}::test_a_review_applies_once_and_all_at_once",

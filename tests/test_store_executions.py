@@ -109,6 +109,10 @@ async def test_list_executions_filters_and_orders_newest_first(store: Store) -> 
     assert len(await store.list_executions(limit=2)) == 2
     after = await store.list_executions(tenant_id="t1", before=(newest[0].created_at, "l2"))
     assert [r.id for r in after] == ["l1", "l0"]
+    # the per-status counts the dashboard shows, under the same filters
+    assert await store.count_executions(tenant_id="t1") == {"running": 2, "failed": 1}
+    assert await store.count_executions(tenant_id="t1", id_prefix="l1") == {"failed": 1}
+    assert await store.count_executions(tenant_id="t3") == {}
 
 
 async def test_one_live_checkpoint_per_agent_and_rollback_supersedes(store: Store) -> None:

@@ -38,9 +38,9 @@ def test_duplicate_ids() -> None:
 
 
 def test_unknown_framework_lists_known_ones() -> None:
-    [p] = problems_of(workflow(agent("a", framework="crewai")))
+    [p] = problems_of(workflow(agent("a", framework="smolagents")))
     assert p.path == "agents[0] (a).framework"
-    assert "'crewai'" in p.reason
+    assert "'smolagents'" in p.reason
     assert "python" in p.reason and "consensus" in p.reason
 
 
@@ -122,7 +122,7 @@ def test_several_problems_reported_together() -> None:
 
 def test_several_callables_reported_together() -> None:
     defn = workflow({"id": "a", "definition": {"callable": "no_such_module_xyz:f"}},
-                    agent("b", framework="crewai"))
+                    agent("b", framework="smolagents"))
     assert [p.path for p in problems_of(defn)] == [
         "agents[0] (a).definition.callable", "agents[1] (b).framework"]
 
@@ -185,7 +185,7 @@ def test_example_parallel_workflow_ends_in_a_vote() -> None:
 async def test_invalid_workflow_writes_nothing(sqlite_store: Any) -> None:
     executor = MultiAgentExecutor(store=sqlite_store)
     with pytest.raises(WorkflowValidationError):
-        await executor.execute("e1", workflow(agent("a", framework="crewai")))
+        await executor.execute("e1", workflow(agent("a", framework="smolagents")))
     assert await sqlite_store.list_executions() == []
 
 
