@@ -73,6 +73,15 @@ BODY = {"model": "smollm2", "messages": [{"role": "user", "content": PROMPT}]}
 EXPECTED = f"echo: {PROMPT}"
 
 
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Serve:
     """``omium serve --no-workers`` in its own process, the fake server as its backend."""
 
@@ -112,12 +121,7 @@ class Serve:
         raise RuntimeError("omium serve did not answer /health")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _stop(self.proc)
 
     def usage(self) -> tuple[int, int]:
         """(usage records, their summed cost in nano-dollars) in the serve's database."""
@@ -165,12 +169,7 @@ class LiteLLMProxy:
         raise RuntimeError("litellm's proxy did not answer /health/liveliness")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _stop(self.proc)
 
 
 class GatewayClient:
