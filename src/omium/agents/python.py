@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import inspect
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from omium.agents._imports import import_ref
+from omium.agents._threads import AgentThreads
 from omium.agents.base import Ack, Agent, AgentContext
 from omium.errors import AgentCrashedError, FieldProblem
 from omium.workflow.model import AgentSpec
@@ -23,7 +20,7 @@ from omium.workflow.model import AgentSpec
 # idle thread is reused first), each a few tens of KB resident.
 THREADS_ENV = "OMIUM_AGENT_THREADS"
 DEFAULT_THREADS = 1024
-_pool: ThreadPoolExecutor | None = None
+_pool: AgentThreads | None = None
 
 
 def agent_threads() -> int:
@@ -40,10 +37,10 @@ def agent_threads() -> int:
     return number
 
 
-def _threads() -> ThreadPoolExecutor:
+def _threads() -> AgentThreads:
     global _pool
     if _pool is None:  # sized on first use, so the environment of the process decides
-        _pool = ThreadPoolExecutor(max_workers=agent_threads(), thread_name_prefix="omium-agent")
+        _pool = AgentThreads(agent_threads())
     return _pool
 
 
@@ -102,8 +99,7 @@ class PythonAgent(Agent):
         args = (inputs, ctx) if self._with_ctx else (inputs,)
         if self._is_async:
             return await self.fn(*args)
-        call = functools.partial(contextvars.copy_context().run, _in_thread, self.fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(_threads(), call)
+        return await _threads().run(_in_thread, self.fn, *args)
 
     @property
     def has_accept_hook(self) -> bool:
