@@ -40,6 +40,19 @@ def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (it comes with uvicorn[standard], and
+    ``omium serve`` runs on it through uvicorn's ``loop="auto"``), so ``omium worker`` and
+    ``omium run`` drive executions on the same loop as the service: measured under bench.e2e
+    on PostgreSQL, a worker's time went to asyncio's own loop and socket transports (a third
+    of its samples in ``_SelectorSocketTransport.write``). asyncio's loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop (Windows)
+        return None
+    return uvloop.new_event_loop
+
+
 def run_async(coro: Any, *, interrupted: Callable[[], str | None] | None = None) -> Any:
     """Run a coroutine. Omium's errors and bad values (e.g. a database URL) exit with 2; a
     database that cannot be opened or reached with 5. SIGINT (Ctrl-C) and SIGTERM cancel the
@@ -56,7 +69,8 @@ def run_async(coro: Any, *, interrupted: Callable[[], str | None] | None = None)
         return await coro
 
     try:
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         sig = got[0] if got else signal.SIGINT
         hint = interrupted() if interrupted is not None else None
