@@ -77,10 +77,12 @@ class AgentThreads:
             except BaseException as err:  # handed to the awaiting task, which decides
                 value, ok = err, False
             del fn, args, ctx
+            # Counted idle before the caller hears back: whatever it submits next finds this
+            # thread instead of starting another.
+            with self._lock:
+                self._idle += 1
             try:
                 loop.call_soon_threadsafe(_resolve, fut, ok, value)
             except RuntimeError:  # the loop was closed while the agent ran: nobody waits
                 pass
             del loop, fut, value
-            with self._lock:
-                self._idle += 1
