@@ -11,7 +11,31 @@ import pytest
 from omium.errors import StaleLeaseError
 from omium.store import EventRecord, ExecutionRecord
 from omium.store.base import Store
-from tests._store_util import checkpoint, execution
+from tests._store_util import checkpoint, execution, handoff
+
+
+async def test_a_checkpoint_lands_whole_with_its_handoff_and_events_or_not_at_all(
+        store: Store) -> None:
+    # On PostgreSQL the fence and the leading inserts are one statement: the same outcome.
+    await store.create_execution(execution("w"))
+    claim = await store.claim_execution("w1", 10)
+    assert claim is not None
+    epoch = claim[0].lease_epoch
+    ev = [EventRecord("w", kind, "a", {"n": i}, time.time()) for i, kind in
+          enumerate(("first", "second", "third"))]
+    assert await store.save_checkpoint(checkpoint("w", "a", {"ok": 1}), [handoff("w", "a")],
+                                       ev, epoch=epoch)
+    with pytest.raises(StaleLeaseError):
+        await store.save_checkpoint(checkpoint("w", "b"), [handoff("w", "b")],
+                                    [EventRecord("w", "stale", "b", {}, time.time())],
+                                    epoch=epoch - 1)
+    assert [(c.agent_id, c.output) for c in await store.get_checkpoints("w")] == [
+        ("a", {"ok": 1})]
+    assert [h.to_agents for h in await store.get_handoffs("w")] == [["a"]]
+    events = [e for e in await store.get_events("w") if e.type != "claimed"]
+    assert [(e.type, e.data) for e in events] == [("first", {"n": 0}), ("second", {"n": 1}),
+                                                  ("third", {"n": 2})]  # in the order given
+    assert [e.id for e in events] == sorted(e.id for e in events)  # type: ignore[type-var]
 
 
 async def test_claims_take_the_oldest_queued_execution_once(store: Store) -> None:
