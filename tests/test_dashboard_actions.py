@@ -44,6 +44,8 @@ async def test_review_from_the_page_is_the_apis_review(api: Api) -> None:
         "csrf_token": csrf, "decision": "approve", "reviewer": "again"})
     assert r.status_code == 409
     assert re.search(r'<p class="error" role="alert">[^<]*not awaiting_review', r.text)
+    # Outside the body the page refreshes while live: the reason stays until the user leaves.
+    assert r.text.index('role="alert"') < r.text.index('id="execution-body"')
     assert (await api.drive(tid, ex)).status == "completed"
 
 
