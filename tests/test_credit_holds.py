@@ -236,6 +236,32 @@ async def test_unlimited_tenants_take_no_holds(store: Store,
     assert await nano(store, "local") == -50 * LOCAL_NANO  # "local" is billed, not limited
 
 
+async def test_a_tenant_seen_unlimited_is_not_read_again_and_limited_ones_always_are(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.create_tenant("poor")  # limited, balance 0
+    await store.create_tenant("free", limited=False)
+    reads: list[str] = []
+    get = store.get_tenant
+
+    async def counted(tenant_id: str) -> object:
+        reads.append(tenant_id)
+        return await get(tenant_id)
+
+    monkeypatch.setattr(store, "get_tenant", counted)
+    ledger = Ledger(store)
+    for _ in range(3):
+        assert await ledger.reserve("free", Decimal("1"), 60) is None
+    assert reads == ["free"]  # known unlimited after the first: no read per call
+    for _ in range(2):  # a limited tenant is never taken for unlimited: refused each time
+        with pytest.raises(InsufficientCreditsError):
+            await ledger.reserve("poor", Decimal("1"), 60)
+    with pytest.raises(UnknownTenantError):  # an unknown one is not remembered either
+        await ledger.reserve("nobody", Decimal("1"), 60)
+    with pytest.raises(UnknownTenantError):
+        await ledger.reserve("nobody", Decimal("1"), 60)
+    assert reads.count("nobody") == 2
+
+
 async def test_an_overdraft_lets_a_tenant_go_that_far_below_zero_and_no_further(
         store: Store) -> None:
     await store.create_tenant("t")

@@ -35,6 +35,11 @@ class Ledger:
         # calls skip the read and cost one write before sending, as the old check cost one
         # read.
         self._limited: set[str] = set()
+        # Tenants seen unlimited: for them ``reserve`` holds nothing and needs no read. Safe
+        # to keep for good because nothing ever makes an existing tenant limited (``limited``
+        # is written only by the insert that creates the tenant) and tenants are never
+        # deleted; a tenant that is unknown, or limited, is not kept here.
+        self._unlimited: set[str] = set()
         self._pending: set[asyncio.Task[bool]] = set()
 
     async def check_budget(self, tenant_id: str, estimate: Decimal) -> None:
@@ -56,11 +61,14 @@ class Ledger:
 
         Pass the hold to ``settle`` after the call, or to ``release`` if it failed.
         """
+        if tenant_id in self._unlimited:
+            return None
         if tenant_id not in self._limited:
             tenant = await self.store.get_tenant(tenant_id)
             if tenant is None:
                 raise UnknownTenantError(tenant_id)
             if not tenant.limited:
+                self._unlimited.add(tenant_id)
                 return None
             self._limited.add(tenant_id)
         now = self.clock()
@@ -77,6 +85,7 @@ class Ledger:
             raise UnknownTenantError(tenant_id)
         if not tenant.limited:
             self._limited.discard(tenant_id)
+            self._unlimited.add(tenant_id)
             return None
         raise InsufficientCreditsError(tenant_id, nano_to_credits(tenant.balance_nano),
                                        nano_to_credits(hold.amount_nano))

@@ -33,17 +33,20 @@ def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
+_USAGE_INSERT = (f"INSERT INTO usage_records ({', '.join((*_USAGE_COLS, 'charge_id'))}) VALUES "
+                 f"({', '.join(f':{c}' for c in (*_USAGE_COLS, 'charge_id'))}) "
+                 "ON CONFLICT (idempotency_key) DO NOTHING")
+
+
 def _usage_insert(rec: UsageRecord) -> tuple[Statement, dict[str, Any]]:
     """The record's insert (a no-op on a duplicate key), tagged with a fresh charge id."""
     rec.created_at = rec.created_at or time.time()
     rec.day = rec.day or _day(rec.created_at)
-    params: dict[str, Any] = {k: v for k, v in asdict(rec).items() if k in _USAGE_COLS}
+    # Read field by field: dataclasses.asdict deep-copies, and was a third of this call.
+    params: dict[str, Any] = {c: getattr(rec, c) for c in _USAGE_COLS}
     params["estimated"], params["used_fallback"] = int(rec.estimated), int(rec.used_fallback)
     params["charge_id"] = uuid.uuid4().hex
-    cols = ", ".join((*_USAGE_COLS, "charge_id"))
-    values = ", ".join(f":{c}" for c in (*_USAGE_COLS, "charge_id"))
-    return (f"INSERT INTO usage_records ({cols}) VALUES ({values}) "
-            "ON CONFLICT (idempotency_key) DO NOTHING", params), params
+    return (_USAGE_INSERT, params), params
 
 
 _HOLDS = f"SELECT {HOLD.columns} FROM credit_holds"
