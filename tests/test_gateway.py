@@ -23,7 +23,7 @@ from openai import AsyncOpenAI
 from omium.api import Settings, create_app
 from omium.billing import Ledger
 from omium.engine.tenants import create_tenant_with_key
-from omium.llm.gateway_token import TokenSigner, new_secret
+from omium.llm.gateway_token import VERIFIED_CACHE, TokenError, TokenSigner, new_secret
 from omium.store.base import Store
 from omium.testing.fake_server import FakeOpenAIServer
 from tests._gateway_util import LOCAL_CALL_NANO, hosted_nano, served, write_llm_config
@@ -269,6 +269,28 @@ def _tampered(token: str, **changes: Any) -> str:
     data.update(changes)
     raw = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
     return f"{prefix}.{raw}.{signature}"
+
+
+def test_a_verified_token_is_cached_but_still_expires_and_altered_ones_are_refused() -> None:
+    now = [1000.0]
+    signer = TokenSigner(b"k" * 32, clock=lambda: now[0])
+    token = signer.mint("acme", "exec-1", "kyc", 1, ttl_s=60)
+    first = signer.verify(token)
+    assert signer.verify(token) == first  # the second use is served by the cache
+    for bad in (_tampered(token, e="exec-2"), token[:-3], token + "x"):
+        with pytest.raises(TokenError):
+            signer.verify(bad)
+    now[0] += 61  # a cached grant expires like any other
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(token)
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(token)
+    # Bounded: many tokens keep at most VERIFIED_CACHE grants, the newest, all still valid.
+    many = [signer.mint("acme", f"e{i}", "a", 1, ttl_s=60) for i in range(VERIFIED_CACHE + 5)]
+    for t in many:
+        signer.verify(t)
+    assert len(signer._verified) == VERIFIED_CACHE and many[-1] in signer._verified
+    assert signer.verify(many[0]).execution_id == "e0"  # evicted: checked afresh
 
 
 async def test_an_execution_token_bills_its_execution_and_agent_and_nothing_else(

@@ -49,6 +49,7 @@ class Completion:
     model: str
     usage: Usage | None  # as the server reported it; None when it reported nothing
     raw: dict[str, Any] | None  # the server's JSON answer; None when streamed (chunks)
+    body: bytes | None = None  # that answer as the server sent it (a gateway forwards it)
 
 
 def _usage(data: dict[str, Any] | None) -> Usage | None:
@@ -82,7 +83,9 @@ class Backend:
                 timeout=aiohttp.ClientTimeout(total=None,
                                               sock_connect=self.cfg.connect_timeout_s,
                                               sock_read=self.cfg.read_timeout_s),
-                headers=headers)
+                headers=headers,
+                # An API server sets no cookies worth keeping: no jar to filter per request.
+                cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def close(self) -> None:
@@ -97,14 +100,19 @@ class Backend:
         LLMRequestError."""
         url = f"{self.cfg.base_url}{path}"
         try:
-            async with self._client().post(url, json=body) as resp:
+            # Encoded here (the session sends Content-Type: application/json): aiohttp's own
+            # json= path wraps it in a payload object per request.
+            data = json.dumps(body, separators=(",", ":")).encode()
+            async with self._client().post(url, data=data) as resp:
                 if resp.status != 200:
                     await self._raise_for(resp)
                 if body.get("stream"):
                     return await self._read_stream(resp, body, on_delta, on_chunk)
-                data = await resp.json(content_type=None)
+                raw = await resp.read()
                 # A 200 without a usable answer is the backend's failure too: fall back.
-                return self._parse(data, body)
+                completion = self._parse(json.loads(raw), body)
+                completion.body = raw
+                return completion
         except (BackendFailure, LLMRequestError):
             raise
         except TimeoutError as err:

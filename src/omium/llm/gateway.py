@@ -127,13 +127,19 @@ class Gateway:
             await self._stream(send, req, caller)
             return
         result = await self._call(req, caller, None)
+        headers = ((b"x-omium-backend", result.backend.encode()),
+                   (b"x-omium-cost-usd", str(result.cost).encode()))
+        if result.raw_body is not None and result.raw is not None and \
+                isinstance(result.raw.get("usage"), dict):
+            # The server's answer as it is, billed by its own usage: its bytes go back
+            # untouched rather than decoded and encoded again.
+            await _send_bytes(send, 200, result.raw_body, headers)
+            return
         body = dict(result.raw) if result.raw is not None else {"choices": [
             {"index": 0, "message": {"role": "assistant", "content": result.text}}]}
         if not isinstance(body.get("usage"), dict):  # counted by Omium: say what was billed
             body["usage"] = usage_json(result.usage)
-        await _send_json(send, 200, body, (
-            (b"x-omium-backend", result.backend.encode()),
-            (b"x-omium-cost-usd", str(result.cost).encode())))
+        await _send_json(send, 200, body, headers)
 
     # -- who is calling
     async def _caller(self, scope: Scope) -> Caller:
@@ -266,7 +272,11 @@ def _bearer(scope: Scope) -> str | None:
 
 async def _send_json(send: Send, status: int, body: Any,
                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    data = dumps(body)
+    await _send_bytes(send, status, dumps(body), headers)
+
+
+async def _send_bytes(send: Send, status: int, data: bytes,
+                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [_JSON, (b"content-length", str(len(data)).encode()), *headers]})
     await send({"type": "http.response.body", "body": data})

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 
 PREFIX = "omx1."
 MIN_SECRET_BYTES = 32
+# Tokens verified lately, kept by their whole text: an agent presents the same one on every
+# call, and its signature and payload need checking once. A token cannot be revoked, only
+# expire, and the expiry is checked on every use, so the cache answers as verify would.
+VERIFIED_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class TokenSigner:
             raise ValueError(f"a gateway secret needs at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self.clock = clock  # wall time: tokens minted by a worker are checked by the API
+        self._verified: dict[str, Grant] = {}  # insertion-ordered: the oldest goes first
 
     def _sign(self, signed: str) -> str:
         return _b64(hmac.new(self._secret, signed.encode(), hashlib.sha256).digest())
@@ -72,6 +77,23 @@ class TokenSigner:
 
     def verify(self, token: str) -> Grant:
         """The grant a token carries; ``TokenError`` saying why when it is not valid."""
+        grant = self._verified.get(token)
+        if grant is None:
+            grant = self._check(token)
+            if len(self._verified) >= VERIFIED_CACHE:
+                try:
+                    self._verified.pop(next(iter(self._verified)), None)
+                except (RuntimeError, StopIteration):  # another thread changed it meanwhile
+                    pass
+            self._verified[token] = grant
+        if grant.expires_at <= self.clock():
+            self._verified.pop(token, None)
+            raise TokenError("this execution token has expired (it is valid while its agent "
+                             "runs; a new attempt gets a new one)")
+        return grant
+
+    def _check(self, token: str) -> Grant:
+        """The signature and payload (not the expiry)."""
         signed, _, signature = token.rpartition(".")
         if not signed.startswith(PREFIX) or not hmac.compare_digest(
                 self._sign(signed).encode(), signature.encode()):
@@ -82,9 +104,6 @@ class TokenSigner:
                           float(data["x"]))
         except (ValueError, KeyError, TypeError) as err:  # signed by us: only a bug lands here
             raise TokenError(f"invalid execution token ({err})") from None
-        if grant.expires_at <= self.clock():
-            raise TokenError("this execution token has expired (it is valid while its agent "
-                             "runs; a new attempt gets a new one)")
         return grant
 
 

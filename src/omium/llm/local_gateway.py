@@ -58,8 +58,9 @@ class LocalGateway:
     def _start(self) -> None:
         if self._closed or self._sock is None:
             return
+        # No proxy stands in front of a loopback socket: no X-Forwarded-* middleware.
         config = uvicorn.Config(self.gateway, lifespan="off", log_config=None,
-                                access_log=False, log_level="warning")
+                                access_log=False, log_level="warning", proxy_headers=False)
         self._server = _QuietServer(config)
         self._task = self._loop.create_task(self._server.serve(sockets=[self._sock]))
 

@@ -47,6 +47,7 @@ class LLMResult:
     # The server's whole JSON answer (tool calls, finish reasons, logprobs: what the gateway
     # hands its clients); None for a streamed answer, which went out chunk by chunk.
     raw: dict[str, Any] | None = None
+    raw_body: bytes | None = None  # ``raw`` as the server's bytes
 
 
 class _Metrics:
@@ -270,7 +271,7 @@ class LLMRouter:
             idempotency_key = uuid.uuid4().hex  # only billing needs one: uuid4 costs ~8 us
         result = LLMResult(completion.text, backend.name, completion.model, backend.cfg.kind,
                            fallback, latency * 1000, usage, cost, idempotency_key, errors,
-                           raw=completion.raw)
+                           raw=completion.raw, raw_body=completion.body)
         model = backend.cfg.model
         m = self._metrics[backend.name]
         m.latency.observe(latency)
