@@ -148,3 +148,94 @@ async def test_a_fenced_saver_writes_nothing_once_the_execution_has_moved_on(
     assert await store.list_graph_checkpoints(thread_id="ex:other") == []
     rows = await store.list_graph_checkpoints(thread_id="ex:agent")
     assert rows and {r.execution_id for r in rows} == {"ex"}
+
+
+class _Calls:
+    """Counts the store's graph writes (one call each is one transaction)."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.checkpoints: list[int] = []  # per checkpoint put: the task writes it carried
+        self.alone = 0  # put_graph_writes calls: writes that went on their own
+        put, writes = store.put_graph_checkpoint, store.put_graph_writes
+
+        async def put_graph_checkpoint(cp: Any, **kw: Any) -> None:
+            self.checkpoints.append(len(kw.get("writes", ())))
+            await put(cp, **kw)
+
+        async def put_graph_writes(*args: Any, **kw: Any) -> None:
+            self.alone += 1
+            await writes(*args, **kw)
+
+        monkeypatch.setattr(store, "put_graph_checkpoint", put_graph_checkpoint)
+        monkeypatch.setattr(store, "put_graph_writes", put_graph_writes)
+
+
+async def test_a_step_s_writes_share_its_checkpoint_s_transaction(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _Calls(store, monkeypatch)
+    graph = _counting_graph().compile(checkpointer=OmiumSaver(store))
+    config = {"configurable": {"thread_id": "merged"}}
+    assert await graph.ainvoke({"steps": []}, config, durability="sync") == {
+        "steps": ["one", "two"]}
+    # The input checkpoint, then one transaction per task: its writes and the checkpoint
+    # after it (the start task's, one's, two's), and no writes stored on their own.
+    assert calls.checkpoints == [0, 1, 1, 1] and calls.alone == 0
+    stored = await store.list_graph_checkpoints(thread_id="merged")
+    assert len(stored) == 4 and all(cp.writes for cp in stored[1:])  # every task's writes
+
+
+async def test_writes_no_checkpoint_follows_are_stored_before_aput_writes_returns(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _Calls(store, monkeypatch)
+    saver = OmiumSaver(store)
+    stored = await saver.aput(generate_config("alone"), generate_checkpoint(),
+                              generate_metadata(), {})
+    await saver.aput_writes(stored, [("a", 1), ("b", 2)], "task-1")
+    assert calls.alone == 1  # nothing came to carry them: written on their own, and awaited
+    [cp] = await store.list_graph_checkpoints(thread_id="alone")
+    assert [(w.task_id, w.channel) for w in cp.writes] == [("task-1", "a"), ("task-1", "b")]
+    # Two tasks of one step finishing together: both wait, a read sees both.
+    await asyncio.gather(saver.aput_writes(stored, [("c", 3)], "task-2"),
+                         saver.aput_writes(stored, [("d", 4)], "task-3"))
+    found = await saver.aget_tuple(stored)
+    assert found is not None and {w[0] for w in found.pending_writes} == {
+        "task-1", "task-2", "task-3"}
+
+
+async def test_writes_waiting_when_their_checkpoint_is_cancelled_are_still_stored(
+        store: Store) -> None:
+    saver = OmiumSaver(store)
+    first = await saver.aput(generate_config("cancel"), generate_checkpoint(),
+                             generate_metadata(), {})
+    waiting = asyncio.ensure_future(saver.aput_writes(first, [("a", 1)], "task-1"))
+    await asyncio.sleep(0)  # handed over, waiting for a checkpoint to join
+    put = asyncio.ensure_future(saver.aput(generate_config("cancel"), generate_checkpoint(),
+                                           generate_metadata(), {}))
+    await asyncio.sleep(0)
+    put.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    await waiting  # written all the same, on their own
+    cp = await store.get_graph_checkpoint("cancel", "", first["configurable"]["checkpoint_id"])
+    assert cp is not None and [w.channel for w in cp.writes] == ["a"]
+
+
+async def test_a_thread_known_empty_is_read_once_and_forgotten_on_a_write(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    saver = OmiumSaver(store)
+    reads = []
+    get = store.get_graph_checkpoint
+
+    async def counted(*args: Any, **kw: Any) -> Any:
+        reads.append(args[0])
+        return await get(*args, **kw)
+
+    monkeypatch.setattr(store, "get_graph_checkpoint", counted)
+    config = generate_config("empty")
+    assert await saver.aget_tuple(config) is None and reads == ["empty"]
+    saver.known_empty("empty")
+    assert await saver.aget_tuple(config) is None and reads == ["empty"]  # no second read
+    assert await saver.aget_tuple(config) is None and len(reads) == 2  # once only
+    saver.known_empty("empty")
+    await saver.aput(config, generate_checkpoint(), generate_metadata(), {})
+    assert await saver.aget_tuple(config) is not None and len(reads) == 3  # a write forgets

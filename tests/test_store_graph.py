@@ -8,7 +8,7 @@ import pytest
 from omium.errors import StaleLeaseError
 from omium.store import graph_sql
 from omium.store.base import Store
-from omium.store.records import GraphCheckpoint, GraphWrite
+from omium.store.records import GraphCheckpoint, GraphWrite, GraphWrites
 from tests._store_util import execution
 
 
@@ -98,6 +98,32 @@ async def test_graph_writes_keep_the_first_regular_write_and_replace_special_one
     await store.put_graph_checkpoint(_cp("t", "c2", parent="c1"))
     [newest, older] = await store.list_graph_checkpoints(thread_id="t")
     assert (newest.writes, len(older.writes)) == ([], 5)
+
+
+async def test_a_checkpoint_carries_tasks_writes_in_its_transaction_and_fence(
+        store: Store) -> None:
+    await store.create_execution(execution("g2"))
+    first = _cp("g2:a", "c1")
+    first.execution_id = "g2"
+    await store.put_graph_checkpoint(first, epoch=0)
+    second = _cp("g2:a", "c2", parent="c1")
+    second.execution_id = "g2"
+    await store.put_graph_checkpoint(second, epoch=0, writes=[
+        GraphWrites("g2:a", "", "c1", [GraphWrite("task", 0, "x", "json", b"1"),
+                                      GraphWrite("task", -3, "__interrupt__", "json", b"i")]),
+        GraphWrites("g2:a", "sub", "s1", [GraphWrite("child", 0, "y", "json", b"2")])])
+    newest, older = await store.list_graph_checkpoints(thread_id="g2:a", checkpoint_ns="")
+    assert (newest.checkpoint_id, newest.writes) == ("c2", [])
+    assert [(w.task_id, w.idx, w.value) for w in older.writes] == [
+        ("task", -3, b"i"), ("task", 0, b"1")]
+    # A stale epoch: neither the checkpoint nor the writes it carried land.
+    third = _cp("g2:a", "c3", parent="c2")
+    third.execution_id = "g2"
+    with pytest.raises(StaleLeaseError):
+        await store.put_graph_checkpoint(third, epoch=5, writes=[
+            GraphWrites("g2:a", "", "c2", [GraphWrite("task", 0, "x", "json", b"3")])])
+    [latest] = await store.list_graph_checkpoints(thread_id="g2:a", checkpoint_ns="", limit=1)
+    assert (latest.checkpoint_id, latest.writes) == ("c2", [])
 
 
 async def test_graph_writes_are_fenced_by_the_lease_epoch(store: Store) -> None:

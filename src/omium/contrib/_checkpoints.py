@@ -7,6 +7,7 @@ are fenced by the run's lease epoch like the run's own. Outside an Omium run not
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, cast
 
@@ -39,8 +40,15 @@ class JsonCheckpoints:
     async def latest(self) -> dict[str, Any] | None:
         if self.store is None or self.runtime is None:
             return None
-        self.thread = await thread_id(self.runtime.store, self.ctx, self.namespace)
-        cp = await self.store.get_graph_checkpoint(self.thread, self.namespace)
+        # The thread's checkpoint is read alongside the events that name the thread, for
+        # the thread an agent never rolled back has (nearly always the one): one round trip
+        # to the store instead of two; after a rollback it is read again on the right one.
+        first = f"{self.ctx.idempotency_key}:{self.namespace}"
+        self.thread, cp = await asyncio.gather(
+            thread_id(self.runtime.store, self.ctx, self.namespace),
+            self.store.get_graph_checkpoint(first, self.namespace))
+        if self.thread != first:
+            cp = await self.store.get_graph_checkpoint(self.thread, self.namespace)
         if cp is None:
             return None
         self.seq, self.parent = int(cp.checkpoint_id), cp.checkpoint_id

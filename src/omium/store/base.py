@@ -30,6 +30,7 @@ from omium.store.records import (
     ExecutionRecord,
     GraphCheckpoint,
     GraphWrite,
+    GraphWrites,
     HandoffRecord,
     LLMFailureCount,
     SchemaRevision,
@@ -336,10 +337,11 @@ class GraphCheckpointStore(Protocol):
     With ``epoch`` (and the execution) a write is fenced like the run's own writes."""
 
     @abstractmethod
-    async def put_graph_checkpoint(self, cp: GraphCheckpoint, *,
-                                   epoch: int | None = None) -> None:
+    async def put_graph_checkpoint(self, cp: GraphCheckpoint, *, epoch: int | None = None,
+                                   writes: Sequence[GraphWrites] = ()) -> None:
         """Insert it, or replace the one with the same thread, namespace and id (its writes
-        stay)."""
+        stay). ``writes`` (tasks' writes, as ``put_graph_writes`` stores them) go in the same
+        transaction, before it: one commit for a super-step's writes and its checkpoint."""
 
     @abstractmethod
     async def put_graph_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str,

@@ -14,7 +14,7 @@ from typing import Any
 from omium.store import _statements as sql
 from omium.store._driver import Driver, Statement
 from omium.store._rows import dump, load
-from omium.store.records import GraphCheckpoint, GraphWrite
+from omium.store.records import GraphCheckpoint, GraphWrite, GraphWrites
 
 _CHECKPOINT_COLS = ("thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
                     "checkpoint, metadata, execution_id, created_at")
@@ -52,25 +52,24 @@ def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> b
 class GraphSql:
     _driver: Driver
 
-    async def put_graph_checkpoint(self, cp: GraphCheckpoint, *,
-                                   epoch: int | None = None) -> None:
+    async def put_graph_checkpoint(self, cp: GraphCheckpoint, *, epoch: int | None = None,
+                                   writes: Sequence[GraphWrites] = ()) -> None:
         params = {"thread_id": cp.thread_id, "checkpoint_ns": cp.checkpoint_ns,
                   "checkpoint_id": cp.checkpoint_id,
                   "parent_checkpoint_id": cp.parent_checkpoint_id, "type": cp.type,
                   "checkpoint": cp.checkpoint, "metadata": dump(cp.metadata),
                   "execution_id": cp.execution_id, "created_at": cp.created_at or time.time()}
-        await self._fenced(cp.execution_id, epoch, [(_PUT, params)])
+        stmts = [s for w in writes for s in _write_statements(
+            w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.writes)]
+        await self._fenced(cp.execution_id, epoch, [*stmts, (_PUT, params)])
 
     async def put_graph_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str,
                                writes: Sequence[GraphWrite], *, execution_id: str | None = None,
                                epoch: int | None = None) -> None:
         if not writes:
             return
-        key = {"t": thread_id, "ns": checkpoint_ns, "id": checkpoint_id}
-        await self._fenced(execution_id, epoch, [
-            (_REPLACE if w.idx < 0 else _KEEP,
-             {**key, "task_id": w.task_id, "idx": w.idx, "task_path": w.task_path,
-              "channel": w.channel, "type": w.type, "value": w.value}) for w in writes])
+        await self._fenced(execution_id, epoch,
+                           _write_statements(thread_id, checkpoint_ns, checkpoint_id, writes))
 
     async def _fenced(self, execution_id: str | None, epoch: int | None,
                       stmts: list[Statement]) -> None:
@@ -139,6 +138,14 @@ class GraphSql:
         await self._driver.batch([
             ("DELETE FROM graph_writes WHERE thread_id = :t", {"t": thread_id}),
             ("DELETE FROM graph_checkpoints WHERE thread_id = :t", {"t": thread_id})])
+
+
+def _write_statements(thread_id: str, checkpoint_ns: str, checkpoint_id: str,
+                      writes: Sequence[GraphWrite]) -> list[Statement]:
+    key = {"t": thread_id, "ns": checkpoint_ns, "id": checkpoint_id}
+    return [(_REPLACE if w.idx < 0 else _KEEP,
+             {**key, "task_id": w.task_id, "idx": w.idx, "task_path": w.task_path,
+              "channel": w.channel, "type": w.type, "value": w.value}) for w in writes]
 
 
 def _where(thread_id: str | None, checkpoint_ns: str | None,

@@ -228,6 +228,17 @@ class GraphWrite:
 
 
 @dataclass
+class GraphWrites:
+    """Tasks' writes on one checkpoint, stored with another checkpoint in one transaction
+    (``put_graph_checkpoint(..., writes=...)``)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    writes: list[GraphWrite]
+
+
+@dataclass
 class GraphCheckpoint:
     """One LangGraph checkpoint of a thread and namespace, serialised by the saver; read back
     with its pending writes (in the order LangGraph applies them)."""

@@ -17,11 +17,12 @@ and agent. So a call finds the graph as the last one left it:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Interrupt
@@ -46,14 +47,29 @@ async def thread_id(store: ExecutionStore, ctx: AgentContext) -> str:
 
 
 async def _saver(ctx: AgentContext, runtime: AgentRuntime | None
-                 ) -> tuple[BaseCheckpointSaver[Any], str]:
+                 ) -> tuple[BaseCheckpointSaver[Any], str, CheckpointTuple | None]:
+    """The saver, the agent's thread, and the thread's latest checkpoint."""
     if runtime is None or not hasattr(runtime.store, "put_graph_checkpoint"):
         # Outside an Omium run (a test, a script), or a store without graph checkpoints:
         # the graph runs, with nothing to resume from later.
-        return InMemorySaver(), ctx.idempotency_key
+        return InMemorySaver(), ctx.idempotency_key, None
     store = cast(GraphCheckpointStore, runtime.store)
     saver = OmiumSaver(store, execution_id=ctx.execution_id, epoch=runtime.epoch)
-    return saver, await thread_id(runtime.store, ctx)
+    # The checkpoint is read alongside the events that name the thread, for the thread an
+    # agent never rolled back has (nearly always the one): one round trip to the store
+    # instead of two; after a rollback it is read again on the right thread.
+    first = ctx.idempotency_key
+    thread, latest = await asyncio.gather(thread_id(runtime.store, ctx),
+                                          saver.aget_tuple(_thread_config(first)))
+    if thread != first:
+        latest = await saver.aget_tuple(_thread_config(thread))
+    if latest is None:
+        saver.known_empty(thread)  # LangGraph's own first read needs no second trip
+    return saver, thread, latest
+
+
+def _thread_config(thread: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread}}
 
 
 def _key(interrupts: Sequence[Interrupt]) -> str:
@@ -74,11 +90,11 @@ def _resume(interrupts: Sequence[Interrupt], review: Review) -> Command[Any]:
 async def run_graph(graph: Pregel[Any, Any, Any, Any], inputs: Any, ctx: AgentContext,
                     runtime: AgentRuntime | None) -> Any:
     """The graph's final state, or ``ReviewRequested`` while it waits at an interrupt."""
-    saver, thread = await _saver(ctx, runtime)
+    saver, thread, latest = await _saver(ctx, runtime)
     graph = graph.copy(update={"checkpointer": saver})
-    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    config = _thread_config(thread)
     start: Any = inputs
-    if await saver.aget_tuple(config) is not None:
+    if latest is not None:
         state = await graph.aget_state(config)
         if state.interrupts:
             review = runtime.review if runtime is not None else None
