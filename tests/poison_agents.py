@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from typing import Any
 
 from omium.agents.base import AgentContext
@@ -48,3 +49,10 @@ def hard_exit(inputs: Any, ctx: AgentContext) -> dict[str, Any]:
     if not os.environ.get("OMIUM_TEST_FIXED"):
         os._exit(1)
     return {"fixed": True, "by": ctx.agent_id}
+
+
+def hangs(inputs: Any) -> dict[str, Any]:
+    """Blocks its thread for good (a call that never returns): its timeout ends the attempt,
+    not the thread."""
+    threading.Event().wait()
+    raise AssertionError("unreachable")

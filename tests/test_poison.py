@@ -137,6 +137,20 @@ async def test_an_exit_under_a_timeout_is_the_agents_failure(timeout_s: float | 
         "exception", "SystemExit: 3", 3)
 
 
+def test_a_sync_agent_stuck_for_good_times_out_and_omium_run_still_exits(tmp_path: Path) -> None:
+    # Python cannot kill the agent's thread; the process must not wait for it at exit either.
+    wf = tmp_path / "hangs.yaml"
+    wf.write_text(json.dumps({"name": "hangs", "agents": [_agent(
+        "a", f"{P}:hangs", timeout_s=0.5, retry={"max_attempts": 1})]}))
+    ran = subprocess.run([sys.executable, "-m", "omium.cli", "run", str(wf), "--json",
+                          "--db", f"sqlite:///{tmp_path / 'o.db'}"], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                         text=True, timeout=120)  # a hang guard: an hour if the thread held it
+    assert ran.returncode == 1, ran.stderr
+    result = json.loads(ran.stdout)
+    assert (result["status"], result["failure_type"]) == ("failed", "timeout")
+
+
 async def test_real_cancellation_still_stops_an_agent() -> None:
     spec = AgentSpec(id="a", definition={"callable": "tests.agents_for_tests:slow"})
     agent = PythonAgent(spec)
