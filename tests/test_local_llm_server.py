@@ -61,7 +61,7 @@ def test_plan_picks_llama_cpp_without_gpu(monkeypatch: pytest.MonkeyPatch) -> No
     plan = plan_local_server(port=8123)
     assert plan.engine == "llama.cpp"
     assert str(GGUF) in plan.argv and plan.argv[plan.argv.index("--model") + 1] == str(GGUF)
-    assert plan.argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    assert plan.argv[:3] == [sys.executable, "-m", "omium.contrib.local_llm.llamacpp_server"]
     assert plan.argv[plan.argv.index("--port") + 1] == "8123"
     assert plan.base_url == "http://127.0.0.1:8123/v1"
     assert plan.model == serve.DEFAULT_MODEL
@@ -132,6 +132,33 @@ async def test_chat_completions_report_real_usage(local_server: LaunchSpec) -> N
         assert usage["prompt_tokens"] > 0
         assert 1 <= usage["completion_tokens"] <= MAX_TOKENS
         assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+@needs_local_llm
+async def test_openai_structured_outputs_answer_json_in_the_schema(
+        local_server: LaunchSpec) -> None:
+    # OpenAI's spelling (CrewAI's output_pydantic, openai's parse()), which llama-cpp-python
+    # alone refuses with a 500: the schema's grammar constrains the small model's answer.
+    schema = {"type": "object", "properties": {"final": {"type": "string",
+                                                         "enum": ["yes", "no"]}},
+              "required": ["final"], "additionalProperties": False}
+    response = await _chat(local_server, "Is Paris in France?", max_tokens=24,
+                           response_format={"type": "json_schema", "json_schema": {
+                               "name": "Verdict", "schema": schema, "strict": True}})
+    assert response.status == 200, await response.text()
+    reply = json.loads((await response.json())["choices"][0]["message"]["content"])
+    assert set(reply) == {"final"} and reply["final"] in ("yes", "no")
+
+
+def test_other_requests_pass_the_structured_outputs_shim_unchanged() -> None:
+    from omium.contrib.local_llm.llamacpp_server import llama_cpp_format
+
+    plain = {"model": "m", "messages": [], "response_format": {"type": "json_object"}}
+    assert llama_cpp_format(plain) is plain
+    assert llama_cpp_format([1]) == [1]
+    assert llama_cpp_format({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "V", "schema": {"type": "object"}}}}) == {
+        "response_format": {"type": "json_object", "schema": {"type": "object"}}}
 
 
 @needs_local_llm

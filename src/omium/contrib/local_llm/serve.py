@@ -155,7 +155,9 @@ def plan_local_server(
     threads = str(_threads())
     # No --chat_format: the GGUF carries its ChatML template, which llama-cpp-python applies
     # (with <|im_end|> as the stop token). --use_mlock False: mlock fails in most containers.
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+    # llama_cpp.server's own main, its app wrapped to take OpenAI's json_schema response
+    # format (llamacpp_server.py): structured outputs (CrewAI's output_pydantic) work here too.
+    argv = [sys.executable, "-m", "omium.contrib.local_llm.llamacpp_server", "--model", str(gguf),
             "--model_alias", alias, "--host", host, "--port", str(port),
             "--n_ctx", str(CONTEXT_SIZE), "--n_threads", threads, "--n_threads_batch", threads,
             "--use_mlock", "False", "--verbose", "False"]
