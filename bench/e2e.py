@@ -200,17 +200,20 @@ async def run_omium(db: Database, args: argparse.Namespace, mode: str) -> dict[s
         definition = workflow_definition(args.agents)
         async with aiohttp.ClientSession(server.base) as session:
             wf = await api_call(session, "POST", "/api/v1/workflows", key, definition, 201)
-            if args.history:
-                t = time.perf_counter()
-                rows = execution_rows(list(range(args.history)), set(), tenant_id=tenant,
-                                      workflow_id=wf["id"], name=definition["name"],
-                                      definition=definition,
-                                      base_ts=since - args.history * 1e-3 - 10.0)
-                await db.insert_executions(rows)
-                if isinstance(db, PgDatabase):
-                    await db.analyze()
-                log(f"[{mode}] history: {args.history:,} completed executions inserted in "
-                    f"{time.perf_counter() - t:.1f} s")
+        if args.history:
+            t = time.perf_counter()
+            rows = execution_rows(list(range(args.history)), set(), tenant_id=tenant,
+                                  workflow_id=wf["id"], name=definition["name"],
+                                  definition=definition,
+                                  base_ts=since - args.history * 1e-3 - 10.0)
+            await db.insert_executions(rows)
+            if isinstance(db, PgDatabase):
+                await db.analyze()
+            log(f"[{mode}] history: {args.history:,} completed executions inserted in "
+                f"{time.perf_counter() - t:.1f} s")
+        # A new session: a connection idle through a long insert was closed by the server
+        # (uvicorn's keep-alive timeout), and aiohttp does not retry a POST on it.
+        async with aiohttp.ClientSession(server.base) as session:
             watch = Watch(db, since)
             await watch.open()
             await api_call(session, "POST", "/api/v1/executions", key,
