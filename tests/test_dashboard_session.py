@@ -56,6 +56,22 @@ async def test_sign_in_keeps_only_a_signed_httponly_cookie_and_sign_out_clears_i
     assert (await api.client.get("/executions")).status_code == 303
 
 
+async def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(api: Api) -> None:
+    _, h = await api.tenant("acme")
+    csrf = await sign_in(api.client, key_of(h))
+    copied = browser(api)  # someone who copied the cookie while the user was signed in
+    copied.cookies.set("omium_session", api.client.cookies["omium_session"])
+    assert (await copied.get("/executions")).status_code == 200
+    out = await api.client.post("/logout", data={"csrf_token": csrf})
+    assert out.status_code == 303
+    page = await copied.get("/executions")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    # The key itself still works: a new sign-in is a new session.
+    assert await sign_in(api.client, key_of(h))
+    assert (await api.client.get("/executions")).status_code == 200
+    await copied.aclose()
+
+
 async def test_a_bad_key_is_a_401_that_says_so(api: Api) -> None:
     form = await api.client.get("/login")
     token = CSRF.search(form.text)

@@ -80,6 +80,8 @@ CONFORMANCE = {
     "create_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
     "find_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
     "revoke_api_key": f"{_KEYS}::test_api_keys_are_found_by_hash_and_revoked_once",
+    "end_session": f"{_KEYS}::test_a_signed_out_session_stays_ended_until_its_expiry",
+    "session_ended": f"{_KEYS}::test_a_signed_out_session_stays_ended_until_its_expiry",
     # LeaseStore
     "claim_execution": f"{_LEASE}::test_claims_take_the_oldest_queued_execution_once",
     "claim_executions": "test_claim_plans::test_batch_claims_take_the_oldest_once_each",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from omium.store.base import Store
 
 
@@ -30,3 +32,17 @@ async def test_api_keys_are_found_by_hash_and_revoked_once(store: Store) -> None
     assert not await store.revoke_api_key("unknown")
     revoked = await store.find_api_key("hash-1")
     assert revoked is not None and revoked.revoked_at is not None
+
+
+async def test_a_signed_out_session_stays_ended_until_its_expiry(store: Store) -> None:
+    now = time.time()
+    assert not await store.session_ended("nonce-a")
+    await store.end_session("nonce-a", now + 3600)
+    await store.end_session("nonce-a", now + 3600)  # twice: the same one record
+    assert await store.session_ended("nonce-a")
+    assert not await store.session_ended("nonce-b")
+    # An entry past its expiry (its cookie is refused anyway) is dropped by the next one.
+    await store.end_session("nonce-old", now - 1)
+    await store.end_session("nonce-c", now + 60)
+    assert not await store.session_ended("nonce-old")
+    assert await store.session_ended("nonce-c") and await store.session_ended("nonce-a")

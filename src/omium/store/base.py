@@ -270,6 +270,15 @@ class TenantStore(Protocol):
     async def revoke_api_key(self, key_hash: str) -> bool:
         """False if the key is unknown or revoked already."""
 
+    @abstractmethod
+    async def end_session(self, nonce: str, expires_at: float) -> None:
+        """Record a dashboard session (its nonce) as signed out until ``expires_at``, when
+        its cookie would expire anyway; entries past their expiry are dropped here."""
+
+    @abstractmethod
+    async def session_ended(self, nonce: str) -> bool:
+        """Whether the session with this nonce was signed out."""
+
 
 class LeaseStore(Protocol):
     """Workers' claims on queued executions, their leases, and the workers themselves."""

@@ -40,3 +40,13 @@ class TenantSql:
         return bool(await self._driver.execute(
             "UPDATE api_keys SET revoked_at = :ts WHERE key_hash = :h AND revoked_at IS NULL",
             {"h": key_hash, "ts": time.time()}))
+
+    async def end_session(self, nonce: str, expires_at: float) -> None:
+        await self._driver.batch([
+            ("DELETE FROM dashboard_signouts WHERE expires_at < :now", {"now": time.time()}),
+            ("INSERT INTO dashboard_signouts (nonce, expires_at) VALUES (:n, :x) "
+             "ON CONFLICT (nonce) DO NOTHING", {"n": nonce, "x": expires_at})])
+
+    async def session_ended(self, nonce: str) -> bool:
+        return await self._driver.fetchone(
+            "SELECT 1 AS one FROM dashboard_signouts WHERE nonce = :n", {"n": nonce}) is not None

@@ -1,4 +1,5 @@
-"""Dashboard sessions and CSRF tokens: a signed cookie, no server-side session table.
+"""Dashboard sessions and CSRF tokens: a signed cookie, no server-side session table (only the
+nonces of sessions signed out, until their cookies would expire: ``TenantStore.end_session``).
 
 The cookie holds the acting tenant, the API key's sha256 (never the key), an admin flag, a
 random nonce and an expiry, signed with HMAC-SHA256. The key is derived from

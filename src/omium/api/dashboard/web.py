@@ -115,8 +115,8 @@ async def key_principal(request: Request, key_hash: str) -> tuple[str | None, bo
 
 async def viewer(request: Request) -> Viewer:
     session = signer(request).read(request.cookies.get(COOKIE))
-    if session is None:
-        raise SignInRequired
+    if session is None or await store_of(request).session_ended(session.nonce):
+        raise SignInRequired  # no session, or one signed out (a copy of its cookie too)
     found = await key_principal(request, session.key_hash)
     if found is None:
         raise SignInRequired
