@@ -6,11 +6,14 @@ Hot paths (checkpoints, submissions, claims) bypass SQLAlchemy's engine on purpo
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 Statement = tuple[str, dict[str, Any]]
+# A ``:name`` parameter in a statement's text (not a ``::type`` cast).
+PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 class ConflictError(Exception):

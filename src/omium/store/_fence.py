@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from omium.errors import StaleLeaseError
-from omium.store._driver import Driver, NoRowsError, Statement
+from omium.store._driver import PARAM, Driver, NoRowsError, Statement
 
 _PG_FENCE = ("SELECT 1 FROM executions WHERE id = :fence_e AND lease_epoch = :fence_epoch "
              "FOR NO KEY UPDATE")
 _INSERT_VALUES = re.compile(r"INSERT INTO (\w+) \(([^()]*)\) VALUES \((.*)\)", re.S)
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")  # as the drivers read them
 
 
 def _fence(execution_id: str, epoch: int, dialect: str) -> Statement:
@@ -35,16 +34,24 @@ def _fence(execution_id: str, epoch: int, dialect: str) -> Statement:
             "AND lease_epoch = :epoch", {"e": execution_id, "epoch": epoch})
 
 
+@lru_cache(maxsize=256)
+def _insert_table(sql: str) -> str | None:
+    """The table of a plain ``INSERT ... VALUES``, else None (cached: the same few texts
+    pass here on every checkpoint)."""
+    m = _INSERT_VALUES.fullmatch(sql)
+    return None if m is None else m[1]
+
+
 def _leading_inserts(stmts: Sequence[Statement]) -> int:
     """How many statements from the first are plain ``INSERT ... VALUES`` into pairwise
     different tables (rows of one table keep the order of their ids only as separate
     statements: the parts of one ``WITH`` run in no set order)."""
     tables: set[str] = set()
     for sql, _ in stmts:
-        m = _INSERT_VALUES.fullmatch(sql)
-        if m is None or m[1] in tables:
+        table = _insert_table(sql)
+        if table is None or table in tables:
             break
-        tables.add(m[1])
+        tables.add(table)
     return len(tables)
 
 
@@ -57,7 +64,7 @@ def _merged(sqls: tuple[str, ...]) -> str:
     for i, sql in enumerate(sqls):
         m = _INSERT_VALUES.fullmatch(sql)
         assert m is not None  # _leading_inserts matched it
-        values = _PARAM.sub(lambda p, i=i: f":s{i}_{p[1]}", m[3])
+        values = PARAM.sub(lambda p, i=i: f":s{i}_{p[1]}", m[3])
         parts.append(f"INSERT INTO {m[1]} ({m[2]}) SELECT {values} FROM fence")
     ctes = [f"fence AS ({_PG_FENCE})",
             *(f"w{i} AS ({part} RETURNING 1)" for i, part in enumerate(parts[:-1]))]

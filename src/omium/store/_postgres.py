@@ -24,10 +24,9 @@ from typing import Any
 
 import asyncpg
 
-from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
+from omium.store._driver import PARAM, ConflictError, Driver, NoRowsError, Statement
 
 GROUP_MAX = 64  # write batches one COMMIT may cover
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 @lru_cache(maxsize=512)
@@ -39,7 +38,7 @@ def compile_sql(sql: str) -> tuple[str, tuple[str, ...]]:
             names.append(m.group(1))
         return f"${names.index(m.group(1)) + 1}"
 
-    return _PARAM.sub(sub, sql), tuple(names)
+    return PARAM.sub(sub, sql), tuple(names)
 
 
 def _rowcount(status: str) -> int:

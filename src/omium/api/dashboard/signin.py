@@ -76,12 +76,10 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, _: ActionForm) -> Response:
+async def logout(request: Request, who: ViewerDep, _: ActionForm) -> Response:
     # Ended in the store too, not only cleared from this browser: a copy of the cookie made
     # before signing out is refused from now on, in every process of the serve.
-    session = signer(request).read(request.cookies.get(COOKIE))
-    if session is not None:
-        await store_of(request).end_session(session.nonce, session.expires_at)
+    await store_of(request).end_session(who.session.nonce, who.session.expires_at)
     response = redirect(request, "/login")
     response.delete_cookie(COOKIE, path="/")
     return response
