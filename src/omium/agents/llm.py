@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from typing import Any
 
 from jsonschema import Draft202012Validator, SchemaError
 
 from omium.agents.base import Agent, AgentContext
 from omium.errors import AgentError, FieldProblem, OutputValidationError
+from omium.ids import random_hex
 from omium.schemas import first_error
 from omium.workflow.model import AgentSpec
 
@@ -112,7 +112,7 @@ class LLMAgent(Agent):
             tenant_id=ctx.tenant_id, execution_id=ctx.execution_id, agent_id=ctx.agent_id,
             # One key per real call: a retried *write* of this call never charges twice,
             # while a re-run after a crash (a new call, new tokens) is billed again.
-            idempotency_key=f"{ctx.idempotency_key}:{ctx.attempt}:{uuid.uuid4().hex[:12]}")
+            idempotency_key=f"{ctx.idempotency_key}:{ctx.attempt}:{random_hex(12)}")
         if self.schema is None:
             return {"text": result.text, "model": result.model, "backend": result.backend}
         output = parse_json_reply(result.text)

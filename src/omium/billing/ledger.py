@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
 from omium.billing.money import credits_to_nano, dollars_to_nano, nano_to_credits
 from omium.errors import InsufficientCreditsError, UnknownTenantError
+from omium.ids import random_hex
 from omium.store.base import BillingStore
 from omium.store.records import CreditHold, UsageRecord
 
@@ -72,7 +72,7 @@ class Ledger:
                 return None
             self._limited.add(tenant_id)
         now = self.clock()
-        hold = CreditHold(uuid.uuid4().hex, tenant_id, dollars_to_nano(estimate), now,
+        hold = CreditHold(random_hex(), tenant_id, dollars_to_nano(estimate), now,
                           now + ttl_s)
         if await self._take(hold):
             return hold

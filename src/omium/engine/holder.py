@@ -17,11 +17,11 @@ import contextlib
 import os
 import socket
 import time
-import uuid
 from typing import Any
 
 from omium.engine.result import ExecutionResult
 from omium.errors import StaleLeaseError
+from omium.ids import random_hex
 from omium.status import Status
 from omium.store.base import Store
 from omium.store.records import EventRecord
@@ -32,7 +32,7 @@ INTERRUPTED = "interrupted"  # the failure type of a run stopped by Ctrl-C or SI
 
 
 def holder_id() -> str:
-    return f"cli-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"cli-{socket.gethostname()}-{os.getpid()}-{random_hex(6)}"
 
 
 def lease_fields(holder: str, epoch: int) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from omium.ids import random_hex
 from omium.llm.gateway_openai import (
     CHAT,
     SSE_DONE,
@@ -66,7 +66,7 @@ class Caller:
         makes a random one for a tenant's own calls)."""
         if self.execution_id is None:
             return None
-        return f"{self.execution_id}:{self.agent_id}:{self.attempt}:gw-{uuid.uuid4().hex[:12]}"
+        return f"{self.execution_id}:{self.agent_id}:{self.attempt}:gw-{random_hex(12)}"
 
 
 # A tenant API key -> its caller, None if unknown/revoked; may raise GatewayError (e.g. 403).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from omium import metrics
 from omium.errors import AllBackendsFailedError, LLMRequestError, NoLLMBackendError
+from omium.ids import random_hex
 from omium.llm.backend import Backend, BackendFailure, Completion, OnChunk, carries_output
 from omium.llm.breaker import STATE_VALUE, CircuitBreaker
 from omium.llm.config import SETUP_HINT, BackendConfig, LLMConfig
@@ -268,7 +268,7 @@ class LLMRouter:
         cost = self._prices[backend.name].cost(usage.prompt_tokens, usage.completion_tokens,
                                                usage.cached_tokens)
         if idempotency_key is None and self.ledger is not None:
-            idempotency_key = uuid.uuid4().hex  # only billing needs one: uuid4 costs ~8 us
+            idempotency_key = random_hex()  # only billing needs one
         result = LLMResult(completion.text, backend.name, completion.model, backend.cfg.kind,
                            fallback, latency * 1000, usage, cost, idempotency_key, errors,
                            raw=completion.raw, raw_body=completion.body)

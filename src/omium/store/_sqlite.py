@@ -10,6 +10,15 @@ changed no row, a unique conflict, any statement error) rolls back only itself. 
 resolved only after the COMMIT that made their writes durable; if that COMMIT fails, every
 caller of the group gets the error. Reads queued between writes run in the same group, in
 order, so they see the earlier writes their callers awaited. A call is one thread hop.
+
+Inline when idle: a call made while nothing is queued or running runs at once on the caller's
+thread, on the same connection, under the writer's lock. A hop to a thread that has slept
+through a 50 ms model call costs 0.3 ms of wake-ups (the writer's, then the loop's) against
+~0.03 ms of SQL, and an agent's run makes about ten such calls one after another. Inline never
+waits: it skips when the lock is taken or the write lock is held by another process (its busy
+timeout is 0; the call then queues as usual and waits there), after a few inline calls in a
+row (so a coroutine looping over the store still lets the loop run others), and for a call
+whose parameters are large. Under load calls are queued, so group commit is unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +35,11 @@ from typing import Any
 from omium.store._driver import ConflictError, Driver, NoRowsError, Statement
 
 GROUP_MAX = 256  # calls one COMMIT may cover
+INLINE_STREAK = 8  # inline calls before the caller must yield to the loop once
+INLINE_MAX_BYTES = 64 * 1024  # parameters larger than this go to the thread
+INLINE_MAX_STATEMENTS = 64
+BUSY_TIMEOUT_MS = 30000  # the writer thread waits this long for another process's lock
+CHECKPOINT_EVERY = 200  # inline commits between WAL checkpoints (run by the writer thread)
 
 # Kinds of queued call.
 _READ = 0  # fn(*args) on the connection; joins a group but needs no transaction of its own
@@ -64,15 +78,24 @@ class _Writer:
     def __init__(self, driver: SQLiteDriver) -> None:
         self._driver = driver
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Guards ``pending`` (calls queued or running); an inline call runs holding it, so a
+        # call queued by another thread meanwhile waits for that call to finish.
+        self.lock = threading.Lock()
+        self.pending = 0
         self._thread = threading.Thread(target=self._main, name="omium-sqlite", daemon=True)
         self._thread.start()
 
     def put(self, call: _Call) -> None:
+        with self.lock:
+            self.put_locked(call)
+
+    def put_locked(self, call: _Call) -> None:
+        self.pending += 1
         self._queue.put(call)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put(_Call(_PLAIN, fn, args, fut, None))
+        self.put(_Call(_PLAIN, fn, args, fut, None))
         return fut
 
     def stop(self) -> None:
@@ -104,6 +127,8 @@ class _Writer:
                 for call in group:
                     if call.error is None and call.result is None:
                         call.error = err
+            with self.lock:  # before delivering: the callers' next calls may run inline
+                self.pending -= len(group)
             _deliver(group)
         leftover = []  # queued after close() by another thread: refuse, never hang
         while True:
@@ -115,6 +140,29 @@ class _Writer:
                 item.error = RuntimeError("store is not connected")
                 leftover.append(item)
         _deliver(leftover)
+
+
+def _busy(err: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included."""
+    return (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (5, 6)
+
+
+def _small(args: tuple[Any, ...]) -> bool:
+    """Whether a call's parameters are small enough to run on the loop's thread. Its first
+    argument is one statement's text (its params follow) or a sequence of statements."""
+    if not args:
+        return False
+    first = args[0]
+    statements = ((first, args[1]),) if isinstance(first, str) else first
+    if len(statements) > INLINE_MAX_STATEMENTS:
+        return False
+    total = 0
+    for _sql, params in statements:
+        if params:
+            for value in params.values():
+                if type(value) is str or type(value) is bytes:
+                    total += len(value)
+    return total <= INLINE_MAX_BYTES
 
 
 def _deliver(group: Sequence[_Call]) -> None:
@@ -148,6 +196,12 @@ class SQLiteDriver(Driver):
         self.batches = 0
         self.commits = 0
         self.max_group = 0
+        self.inline = 0  # calls run inline (for tests and benches)
+        # The connection's mode: the writer waits for locks and checkpoints the WAL; an
+        # inline call does neither (it must not block the loop), so it sets both to 0.
+        self._threaded_mode = True
+        self._streak = 0  # inline calls since the loop last ran its other callbacks
+        self._inline_writes = 0
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -162,7 +216,8 @@ class SQLiteDriver(Driver):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._threaded_mode = True
         return conn
 
     async def close(self) -> None:
@@ -190,14 +245,95 @@ class SQLiteDriver(Driver):
             raise RuntimeError("store is not connected")
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        writer.put(_Call(kind, fn, args, fut, loop))
+        call = _Call(kind, fn, args, fut, loop)
+        if (kind != _PLAIN and self._streak < INLINE_STREAK and writer.pending == 0
+                and _small(args)
+                and writer.lock.acquire(blocking=False)):
+            try:
+                # pending is read again under the lock: nothing queued, nothing running
+                if writer.pending == 0 and self._run_inline(call, writer):
+                    if self._streak == 0:
+                        loop.call_soon(self._end_streak)
+                    self._streak += 1
+                    _settle((call,))
+                    return fut
+                writer.put_locked(call)
+            finally:
+                writer.lock.release()
+            return fut
+        writer.put(call)
         return fut
+
+    def _end_streak(self) -> None:
+        self._streak = 0
+
+    def _run_inline(self, call: _Call, writer: _Writer) -> bool:
+        """Run ``call`` now, on this thread (the lock held, nothing queued). False: it met
+        another process's lock (or a read met a WAL reset) and must be queued instead."""
+        conn = self._conn
+        if conn is None:
+            return False
+        if self._threaded_mode:
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._threaded_mode = False
+        if call.kind == _READ:
+            try:
+                call.result = call.fn(*call.args)
+            except sqlite3.OperationalError as err:
+                if _busy(err):
+                    return False
+                call.error = err
+            except BaseException as err:
+                call.error = err
+            self.inline += 1
+            return True
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                call.result = call.fn(*call.args)
+                conn.execute("COMMIT")
+            except BaseException:
+                call.result = None
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as err:
+            if _busy(err):  # nothing was written: the writer thread will wait for the lock
+                return False
+            call.error = err
+            return True
+        except BaseException as err:
+            call.error = err
+            return True
+        self.inline += 1
+        self.commits += 1
+        self.batches += 1
+        self._inline_writes += 1
+        if self._inline_writes % CHECKPOINT_EVERY == 0:  # the WAL's checkpoint, off the loop
+            writer.put_locked(_Call(_PLAIN, self._checkpoint, (), concurrent.futures.Future(),
+                                    None))
+        return True
+
+    def _checkpoint(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._threaded()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _threaded(self) -> None:
+        """On the writer thread: wait for other processes' locks, checkpoint as usual."""
+        if not self._threaded_mode and self._conn is not None:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA wal_autocheckpoint=1000")
+            self._threaded_mode = True
 
     # -- on the writer thread --------------------------------------------------------------
 
     def _run_group(self, group: list[_Call]) -> None:
         """Run one drained group: consecutive transactional calls share a transaction; a
         plain call (connect, close, ...) runs between transactions."""
+        self._threaded()
         start = 0
         for i, call in enumerate(group):
             if call.kind == _PLAIN:

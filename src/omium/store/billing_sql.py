@@ -9,11 +9,11 @@ makes the loser wait, then see the row gone; SQLite has one writer at a time).
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import asdict
 from typing import Any
 
 from omium.errors import UnknownTenantError
+from omium.ids import random_hex
 from omium.store._driver import ConflictError, Driver, NoRowsError, Statement, equals
 from omium.store._rows import HOLD, LLM_FAILURES, TENANT, USAGE_SUMMARY
 from omium.store.records import (
@@ -45,7 +45,7 @@ def _usage_insert(rec: UsageRecord) -> tuple[Statement, dict[str, Any]]:
     # Read field by field: dataclasses.asdict deep-copies, and was a third of this call.
     params: dict[str, Any] = {c: getattr(rec, c) for c in _USAGE_COLS}
     params["estimated"], params["used_fallback"] = int(rec.estimated), int(rec.used_fallback)
-    params["charge_id"] = uuid.uuid4().hex
+    params["charge_id"] = random_hex()
     return (_USAGE_INSERT, params), params
 
 

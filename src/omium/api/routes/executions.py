@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -24,6 +23,7 @@ from omium.api.models import (
 from omium.api.workflow_cache import PreparedWorkflow, WorkflowCache
 from omium.engine.executor import check_inputs
 from omium.errors import IdempotencyKeyReusedError
+from omium.ids import random_hex
 from omium.status import Status
 from omium.store.base import Store
 from omium.store.records import ExecutionRecord
@@ -31,33 +31,8 @@ from omium.store.records import ExecutionRecord
 router = APIRouter(tags=["executions"])
 
 
-class _RandomIds:
-    """128-bit random ids (as uuid4's hex), the OS's random bytes read a block at a time: one
-    ``getrandom`` call per 256 ids, not per request (each call left the GIL, ~5% of a busy
-    server's main thread). A forked child starts with a block of its own."""
-
-    BLOCK = 16 * 256
-
-    def __init__(self) -> None:
-        self._hex = ""
-        self._at = 0
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._hex, self._at = "", 0
-
-    def next(self) -> str:
-        if self._at >= len(self._hex):
-            self._hex, self._at = os.urandom(self.BLOCK).hex(), 0
-        self._at += 32
-        return self._hex[self._at - 32:self._at]
-
-
-_ids = _RandomIds()
-
-
 def new_execution_id() -> str:
-    return "ex_" + _ids.next()
+    return "ex_" + random_hex()
 
 
 def _body_error(msg: str, *loc: str) -> HTTPException:
