@@ -203,12 +203,21 @@ async def test_writes_no_checkpoint_follows_are_stored_before_aput_writes_return
 
 
 async def test_writes_waiting_when_their_checkpoint_is_cancelled_are_still_stored(
-        store: Store) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     saver = OmiumSaver(store)
     first = await saver.aput(generate_config("cancel"), generate_checkpoint(),
                              generate_metadata(), {})
     waiting = asyncio.ensure_future(saver.aput_writes(first, [("a", 1)], "task-1"))
     await asyncio.sleep(0)  # handed over, waiting for a checkpoint to join
+    # The next checkpoint's write is still under way when the cancel lands (an idle store
+    # may answer at once, before any cancel could).
+    gate, put_checkpoint = asyncio.Event(), store.put_graph_checkpoint
+
+    async def under_way(*args: Any, **kw: Any) -> Any:
+        await gate.wait()
+        return await put_checkpoint(*args, **kw)
+
+    monkeypatch.setattr(store, "put_graph_checkpoint", under_way)
     put = asyncio.ensure_future(saver.aput(generate_config("cancel"), generate_checkpoint(),
                                            generate_metadata(), {}))
     await asyncio.sleep(0)

@@ -27,6 +27,10 @@ def _insert(name: str, body: str = "") -> tuple[str, dict[str, str]]:
     return ("INSERT INTO items (name, body) VALUES (:name, :body)", {"name": name, "body": body})
 
 
+def _wal_size(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size
+
+
 async def test_an_idle_store_answers_inline_with_the_same_results(tmp_path: Path) -> None:
     driver = await _driver(tmp_path / "s.db")
     try:
@@ -108,7 +112,7 @@ async def test_inline_writes_keep_the_wal_bounded(tmp_path: Path) -> None:
             await asyncio.sleep(0)  # as an agent's calls come: one at a time, all inline
             if i % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
                 await asyncio.sleep(0.01)  # the thread gets to run its checkpoint
-                sizes.append(Path(f"{path}-wal").stat().st_size)
+                sizes.append(_wal_size(path))
         assert driver.inline >= CHECKPOINT_EVERY * 5
         # The first CHECKPOINT_EVERY commits filled the WAL this far; without checkpoints
         # the other five blocks would add five times as much.
