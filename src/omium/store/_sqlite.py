@@ -12,9 +12,10 @@ caller of the group gets the error. Reads queued between writes run in the same 
 order, so they see the earlier writes their callers awaited. A call is one thread hop.
 
 Inline when idle: a call made while nothing is queued or running runs at once on the caller's
-thread, on the same connection, under the writer's lock. A hop to a thread that has slept
-through a 50 ms model call costs 0.3 ms of wake-ups (the writer's, then the loop's) against
-~0.03 ms of SQL, and an agent's run makes about ten such calls one after another. Inline never
+thread, on the same connection, under the writer's lock. After the loop waited 50 ms on a
+model, a read or write through the thread took 0.17 / 0.28 ms (two wake-ups: the writer's,
+then the loop's) and takes 0.11 / 0.15 ms inline, and an agent's run makes about ten such
+calls one after another (bench/adapters.py; 0.006 / 0.012 ms inline back to back). Inline never
 waits: it skips when the lock is taken or the write lock is held by another process (its busy
 timeout is 0; the call then queues as usual and waits there), after a few inline calls in a
 row (so a coroutine looping over the store still lets the loop run others), and for a call
@@ -296,7 +297,10 @@ class SQLiteDriver(Driver):
             except BaseException:
                 call.result = None
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:  # the caller hears of the first error, not this one
+                        pass
                 raise
         except sqlite3.OperationalError as err:
             if _busy(err):  # nothing was written: the writer thread will wait for the lock
