@@ -40,7 +40,11 @@ INLINE_STREAK = 8  # inline calls before the caller must yield to the loop once
 INLINE_MAX_BYTES = 64 * 1024  # parameters larger than this go to the thread
 INLINE_MAX_STATEMENTS = 64
 BUSY_TIMEOUT_MS = 30000  # the writer thread waits this long for another process's lock
-CHECKPOINT_EVERY = 200  # inline commits between WAL checkpoints (run by the writer thread)
+# Inline commits leave the WAL's checkpoint to the writer thread (it may fsync: ~3 ms here for
+# ~700 pages), which runs one after about as many pages as SQLite's own autocheckpoint would:
+# CHECKPOINT_EVERY commits at first, then as many as the last checkpoint found took 1000 pages.
+CHECKPOINT_EVERY = 200
+CHECKPOINT_PAGES = 1000
 
 # Kinds of queued call.
 _READ = 0  # fn(*args) on the connection; joins a group but needs no transaction of its own
@@ -202,7 +206,8 @@ class SQLiteDriver(Driver):
         # inline call does neither (it must not block the loop), so it sets both to 0.
         self._threaded_mode = True
         self._streak = 0  # inline calls since the loop last ran its other callbacks
-        self._inline_writes = 0
+        self._since_checkpoint = 0  # inline commits since the last checkpoint was queued
+        self._checkpoint_every = CHECKPOINT_EVERY
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -313,17 +318,20 @@ class SQLiteDriver(Driver):
         self.inline += 1
         self.commits += 1
         self.batches += 1
-        self._inline_writes += 1
-        if self._inline_writes % CHECKPOINT_EVERY == 0:  # the WAL's checkpoint, off the loop
-            writer.put_locked(_Call(_PLAIN, self._checkpoint, (), concurrent.futures.Future(),
-                                    None))
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= self._checkpoint_every:  # the WAL's checkpoint, off the loop
+            writer.put_locked(_Call(_PLAIN, self._checkpoint, (self._since_checkpoint,),
+                                    concurrent.futures.Future(), None))
+            self._since_checkpoint = 0
         return True
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, commits: int) -> None:
         conn = self._conn
         if conn is not None:
             self._threaded()
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            pages = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+            if pages > 0:  # the commits that take CHECKPOINT_PAGES, going by these ones
+                self._checkpoint_every = max(20, min(5000, commits * CHECKPOINT_PAGES // pages))
 
     def _threaded(self) -> None:
         """On the writer thread: wait for other processes' locks, checkpoint as usual."""
