@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omium.agents._imports import import_ref
+from omium.agents._params import positional
 from omium.agents._threads import AgentThreads
 from omium.agents.base import Ack, Agent, AgentContext
 from omium.errors import AgentCrashedError, FieldProblem
@@ -45,12 +46,8 @@ def _threads() -> AgentThreads:
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    params = positional(fn)
+    return params is None or params[0] >= 2 or params[1]
 
 
 def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:

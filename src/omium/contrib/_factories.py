@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from omium.agents._imports import import_object
+from omium.agents._params import positional
 from omium.agents.base import Agent, AgentContext
 from omium.errors import AgentError, FieldProblem
 from omium.workflow.model import AgentSpec
@@ -27,12 +28,8 @@ def missing_extra(framework: str, modules: Sequence[str], install: str) -> str |
 
 def takes_argument(fn: Any) -> bool:
     """Whether a factory takes the context (one that takes nothing is called without it)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-               for p in params)
+    params = positional(fn)
+    return params is None or params[0] >= 1 or params[1]
 
 
 async def call_factory(fn: Any, with_ctx: bool, ctx: AgentContext) -> Any:
