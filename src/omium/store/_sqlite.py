@@ -45,6 +45,9 @@ BUSY_TIMEOUT_MS = 30000  # the writer thread waits this long for another process
 # CHECKPOINT_EVERY commits at first, then as many as the last checkpoint found took 1000 pages.
 CHECKPOINT_EVERY = 200
 CHECKPOINT_PAGES = 1000
+# A due checkpoint is queued once no inline commit came for this long (an agent waiting on its
+# model), so that no call waits behind it; at twice the count it is queued at once.
+CHECKPOINT_LULL_S = 0.005
 
 # Kinds of queued call.
 _READ = 0  # fn(*args) on the connection; joins a group but needs no transaction of its own
@@ -208,6 +211,7 @@ class SQLiteDriver(Driver):
         self._streak = 0  # inline calls since the loop last ran its other callbacks
         self._since_checkpoint = 0  # inline commits since the last checkpoint was queued
         self._checkpoint_every = CHECKPOINT_EVERY
+        self._lull: asyncio.TimerHandle | None = None  # queues a due checkpoint in a lull
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -231,6 +235,9 @@ class SQLiteDriver(Driver):
         if writer is None:
             return
         self._pool = None  # later calls: "store is not connected"; queued ones still run
+        if self._lull is not None:
+            self._lull.cancel()
+            self._lull = None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         writer.put(_Call(_PLAIN, self._disconnect, (), fut, loop))  # after the queued calls
@@ -257,7 +264,7 @@ class SQLiteDriver(Driver):
                 and writer.lock.acquire(blocking=False)):
             try:
                 # pending is read again under the lock: nothing queued, nothing running
-                if writer.pending == 0 and self._run_inline(call, writer):
+                if writer.pending == 0 and self._run_inline(call, writer, loop):
                     if self._streak == 0:
                         loop.call_soon(self._end_streak)
                     self._streak += 1
@@ -273,7 +280,8 @@ class SQLiteDriver(Driver):
     def _end_streak(self) -> None:
         self._streak = 0
 
-    def _run_inline(self, call: _Call, writer: _Writer) -> bool:
+    def _run_inline(self, call: _Call, writer: _Writer,
+                    loop: asyncio.AbstractEventLoop) -> bool:
         """Run ``call`` now, on this thread (the lock held, nothing queued). False: it met
         another process's lock (or a read met a WAL reset) and must be queued instead."""
         conn = self._conn
@@ -319,11 +327,30 @@ class SQLiteDriver(Driver):
         self.commits += 1
         self.batches += 1
         self._since_checkpoint += 1
-        if self._since_checkpoint >= self._checkpoint_every:  # the WAL's checkpoint, off the loop
-            writer.put_locked(_Call(_PLAIN, self._checkpoint, (self._since_checkpoint,),
-                                    concurrent.futures.Future(), None))
-            self._since_checkpoint = 0
+        if self._since_checkpoint >= 2 * self._checkpoint_every:
+            self._queue_checkpoint(writer)
+        elif self._since_checkpoint >= self._checkpoint_every:  # due: after the next lull
+            if self._lull is not None:
+                self._lull.cancel()
+            self._lull = loop.call_later(CHECKPOINT_LULL_S, self._after_lull)
         return True
+
+    def _queue_checkpoint(self, writer: _Writer) -> None:
+        """The WAL's checkpoint, to the writer thread (off the loop); the lock held."""
+        writer.put_locked(_Call(_PLAIN, self._checkpoint, (self._since_checkpoint,),
+                                concurrent.futures.Future(), None))
+        self._since_checkpoint = 0
+        if self._lull is not None:
+            self._lull.cancel()
+            self._lull = None
+
+    def _after_lull(self) -> None:
+        self._lull = None
+        writer = self._pool
+        if writer is not None:
+            with writer.lock:
+                if self._since_checkpoint >= self._checkpoint_every:
+                    self._queue_checkpoint(writer)
 
     def _checkpoint(self, commits: int) -> None:
         conn = self._conn
