@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from omium import metrics
+from omium.aio import shielded
 from omium.errors import AllBackendsFailedError, LLMRequestError, NoLLMBackendError
 from omium.ids import random_hex
 from omium.llm.backend import Backend, BackendFailure, Completion, OnChunk, carries_output
@@ -283,7 +284,7 @@ class LLMRouter:
             # Shielded: tokens were spent, so a timeout or cancel of the caller must not roll
             # the charge back half-way (PostgreSQL would abandon the transaction). With a hold,
             # the same transaction gives back what was held beyond the cost.
-            result.billed = await asyncio.shield(self.ledger.settle_call(
+            result.billed = await shielded(self.ledger.settle_call(
                 hold, idempotency_key=idempotency_key, tenant_id=tenant_id,
                 backend=backend.name, model=model, model_type=backend.cfg.kind,
                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
