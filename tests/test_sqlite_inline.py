@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from omium.store._driver import ConflictError, NoRowsError
-from omium.store._sqlite import CHECKPOINT_EVERY, SQLiteDriver
+from omium.store._sqlite import CHECKPOINT_EVERY, INLINE_AFTER_IDLE_S, SQLiteDriver
 
 
 async def _driver(path: Path) -> SQLiteDriver:
@@ -20,6 +21,10 @@ async def _driver(path: Path) -> SQLiteDriver:
     await driver.open()
     await driver.batch([("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE,"
                          " body TEXT)", {})])
+    # Opening ran on the writer thread: calls go inline once it has been idle a while.
+    assert driver._pool is not None
+    idle_for = time.monotonic() - driver._pool.idle_since
+    await asyncio.sleep(max(0.0, INLINE_AFTER_IDLE_S - idle_for) + 0.001)
     return driver
 
 
