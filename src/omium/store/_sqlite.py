@@ -11,8 +11,9 @@ resolved only after the COMMIT that made their writes durable; if that COMMIT fa
 caller of the group gets the error. Reads queued between writes run in the same group, in
 order, so they see the earlier writes their callers awaited. A call is one thread hop.
 
-Inline when idle: a call made while nothing is queued or running runs at once on the caller's
-thread, on the same connection, under the writer's lock. After the loop waited 50 ms on a
+Inline when idle: a call made while nothing is queued or running (and the thread has run
+nothing for 2 ms) runs at once on the caller's thread, on the same connection, under the
+writer's lock. After the loop waited 50 ms on a
 model, a read or write through the thread took 0.17 / 0.28 ms (two wake-ups: the writer's,
 then the loop's) and takes 0.11 / 0.15 ms inline, and an agent's run makes about ten such
 calls one after another (bench/adapters.py; 0.006 / 0.012 ms inline back to back). Inline never
