@@ -53,6 +53,11 @@ class Ledger:
             raise InsufficientCreditsError(tenant_id, nano_to_credits(tenant.balance_nano),
                                            nano_to_credits(needed))
 
+    def known_unlimited(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` is a tenant seen unlimited (``reserve`` would hold nothing): a
+        caller may skip estimating the call's cost."""
+        return tenant_id in self._unlimited
+
     async def reserve(self, tenant_id: str, estimate: Decimal,
                       ttl_s: float) -> CreditHold | None:
         """Hold ``estimate`` (dollars) of a limited tenant's balance for a call about to be

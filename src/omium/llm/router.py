@@ -149,7 +149,7 @@ class LLMRouter:
                      idempotency_key: str | None = None) -> LLMResult:
         backends = self.candidates(model)
         hold: CreditHold | None = None
-        if self.ledger is not None:
+        if self.ledger is not None and not self.ledger.known_unlimited(tenant_id):
             # Refuse before sending: the estimate assumes the dearest backend that may serve,
             # and is held off the balance until the call is settled, so parallel calls cannot
             # all spend the same credit.
