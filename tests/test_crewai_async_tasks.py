@@ -5,7 +5,6 @@ failed asks neither of the concurrent ones again, giving both back as its contex
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from crewai import Crew, Process, Task
 from omium import MultiAgentExecutor
 from omium.agents.base import AgentContext
 from omium.store.base import Store
-from omium.testing.fake_server import Behaviour, FakeOpenAIServer
+from omium.testing.fake_server import Behaviour
 from tests._gateway_util import fake_backends
 from tests.crewai_crews import analyst
 from tests.test_crewai import task_of, workflow
@@ -35,30 +34,23 @@ def two_checks_then_verdict(ctx: AgentContext) -> Crew:
     return Crew(agents=[a, b, c], process=Process.sequential, tasks=[income, history, verdict])
 
 
-@pytest.fixture
-async def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                  ) -> AsyncIterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
-    async with fake_backends(tmp_path, monkeypatch) as (local, hosted):
-        yield local, hosted
-
-
 async def test_a_retry_after_concurrent_tasks_asks_neither_again(
-        store: Store, servers: tuple[FakeOpenAIServer, FakeOpenAIServer]) -> None:
-    local, _ = servers
-    # Both checks answer; the verdict's call is refused (400: no fallback), so the attempt
-    # fails after both were checkpointed; the retry asks the verdict only.
-    local.script(Behaviour(), Behaviour(), Behaviour(kind="fail", status=400))
-    execution_id = uuid.uuid4().hex
-    wf = workflow({"id": "credit", "framework": "crewai",
-                   "definition": {"crew": f"{__name__}:two_checks_then_verdict"},
-                   "retry": {"max_attempts": 2, "backoff_s": 0}})
-    async with MultiAgentExecutor(store) as ex:
-        result = await ex.execute(execution_id, wf)
-    assert result.status == "completed", result.error
-    asked = [task_of(r) for r in local.requests]
-    assert sorted(asked[:2]) == ["history", "income"] and asked[2:] == ["verdict", "verdict"]
-    out = result.results["credit"]
-    assert [t["name"] for t in out["tasks"]] == ["income", "history", "verdict"]
-    assert [t["raw"] for t in out["tasks"][:2]] == ["income-ok", "history-ok"]
-    retried = local.requests[3]["messages"][-1]["content"]
-    assert "income-ok" in retried and "history-ok" in retried  # both given back as context
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with fake_backends(tmp_path, monkeypatch) as (local, _):
+        # Both checks answer; the verdict's call is refused (400: no fallback), so the attempt
+        # fails after both were checkpointed; the retry asks the verdict only.
+        local.script(Behaviour(), Behaviour(), Behaviour(kind="fail", status=400))
+        execution_id = uuid.uuid4().hex
+        wf = workflow({"id": "credit", "framework": "crewai",
+                       "definition": {"crew": f"{__name__}:two_checks_then_verdict"},
+                       "retry": {"max_attempts": 2, "backoff_s": 0}})
+        async with MultiAgentExecutor(store) as ex:
+            result = await ex.execute(execution_id, wf)
+        assert result.status == "completed", result.error
+        asked = [task_of(r) for r in local.requests]
+        assert sorted(asked[:2]) == ["history", "income"] and asked[2:] == ["verdict", "verdict"]
+        out = result.results["credit"]
+        assert [t["name"] for t in out["tasks"]] == ["income", "history", "verdict"]
+        assert [t["raw"] for t in out["tasks"][:2]] == ["income-ok", "history-ok"]
+        retried = local.requests[3]["messages"][-1]["content"]
+        assert "income-ok" in retried and "history-ok" in retried  # both given back as context
