@@ -34,11 +34,14 @@ async def _forget_everything(store: Store) -> None:
         await store.delete_graph_thread(cp.thread_id)
 
 
-async def test_the_saver_passes_langgraph_s_conformance_suite(store: Store) -> None:
+@pytest.mark.parametrize("hold_input", [False, True], ids=["plain", "hold_input"])
+async def test_the_saver_passes_langgraph_s_conformance_suite(store: Store,
+                                                               hold_input: bool) -> None:
+    # With hold_input (how the adapter runs graphs) too: every read sees a held checkpoint.
     @checkpointer_test(name="OmiumSaver")
     async def omium_saver() -> AsyncIterator[OmiumSaver]:
         await _forget_everything(store)
-        yield OmiumSaver(store)
+        yield OmiumSaver(store, hold_input=hold_input)
 
     report = await validate(omium_saver)
     report.print_report()
@@ -158,8 +161,11 @@ class _Calls:
         self.alone = 0  # put_graph_writes calls: writes that went on their own
         put, writes = store.put_graph_checkpoint, store.put_graph_writes
 
+        self.earlier: list[list[Any]] = []  # per checkpoint put: the held ones it carried
+
         async def put_graph_checkpoint(cp: Any, **kw: Any) -> None:
             self.checkpoints.append(len(kw.get("writes", ())))
+            self.earlier.append([c.metadata["source"] for c in kw.get("earlier", ())])
             await put(cp, **kw)
 
         async def put_graph_writes(*args: Any, **kw: Any) -> None:
@@ -182,6 +188,41 @@ async def test_a_step_s_writes_share_its_checkpoint_s_transaction(
     assert calls.checkpoints == [0, 1, 1, 1] and calls.alone == 0
     stored = await store.list_graph_checkpoints(thread_id="merged")
     assert len(stored) == 4 and all(cp.writes for cp in stored[1:])  # every task's writes
+
+
+async def test_a_held_input_checkpoint_rides_in_the_first_step_s_transaction(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _Calls(store, monkeypatch)
+    graph = _counting_graph().compile(checkpointer=OmiumSaver(store, hold_input=True))
+    config = {"configurable": {"thread_id": "held"}}
+    assert await graph.ainvoke({"steps": []}, config, durability="sync") == {
+        "steps": ["one", "two"]}
+    # One transaction fewer than above: the input checkpoint went in the start task's.
+    assert calls.checkpoints == [1, 1, 1] and calls.earlier == [["input"], [], []]
+    stored = await store.list_graph_checkpoints(thread_id="held")
+    assert [cp.metadata["step"] for cp in stored] == [2, 1, 0, -1]
+    assert stored[-1].metadata["source"] == "input"
+
+
+async def test_a_held_input_checkpoint_is_stored_before_a_read_or_on_flush(
+        store: Store) -> None:
+    saver = OmiumSaver(store, hold_input=True)
+    config = generate_config("held-read")
+    stored = await saver.aput(config, generate_checkpoint(), generate_metadata(source="input"),
+                              {})
+    assert await store.list_graph_checkpoints(thread_id="held-read") == []  # held
+    found = await saver.aget_tuple(config)  # the read writes it first, and finds it
+    assert found is not None and found.config == stored
+    assert len(await store.list_graph_checkpoints(thread_id="held-read")) == 1
+    # A graph that stops before any step: the adapter's flush stores what it left held.
+    config = generate_config("held-flush")
+    await saver.aput(config, generate_checkpoint(), generate_metadata(source="input"), {})
+    assert await store.list_graph_checkpoints(thread_id="held-flush") == []
+    await saver.aflush()
+    [cp] = await store.list_graph_checkpoints(thread_id="held-flush")
+    assert cp.metadata["source"] == "input"
+    await saver.aflush()  # nothing held: nothing written
+    assert len(await store.list_graph_checkpoints(thread_id="held-flush")) == 1
 
 
 async def test_writes_no_checkpoint_follows_are_stored_before_aput_writes_returns(

@@ -347,10 +347,12 @@ class GraphCheckpointStore(Protocol):
 
     @abstractmethod
     async def put_graph_checkpoint(self, cp: GraphCheckpoint, *, epoch: int | None = None,
-                                   writes: Sequence[GraphWrites] = ()) -> None:
+                                   writes: Sequence[GraphWrites] = (),
+                                   earlier: Sequence[GraphCheckpoint] = ()) -> None:
         """Insert it, or replace the one with the same thread, namespace and id (its writes
         stay). ``writes`` (tasks' writes, as ``put_graph_writes`` stores them) go in the same
-        transaction, before it: one commit for a super-step's writes and its checkpoint."""
+        transaction, before it: one commit for a super-step's writes and its checkpoint.
+        ``earlier`` checkpoints (the same execution's) are put in it too, before this one."""
 
     @abstractmethod
     async def put_graph_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str,

@@ -53,15 +53,12 @@ class GraphSql:
     _driver: Driver
 
     async def put_graph_checkpoint(self, cp: GraphCheckpoint, *, epoch: int | None = None,
-                                   writes: Sequence[GraphWrites] = ()) -> None:
-        params = {"thread_id": cp.thread_id, "checkpoint_ns": cp.checkpoint_ns,
-                  "checkpoint_id": cp.checkpoint_id,
-                  "parent_checkpoint_id": cp.parent_checkpoint_id, "type": cp.type,
-                  "checkpoint": cp.checkpoint, "metadata": dump(cp.metadata),
-                  "execution_id": cp.execution_id, "created_at": cp.created_at or time.time()}
+                                   writes: Sequence[GraphWrites] = (),
+                                   earlier: Sequence[GraphCheckpoint] = ()) -> None:
         stmts = [s for w in writes for s in _write_statements(
             w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.writes)]
-        await self._fenced(cp.execution_id, epoch, [*stmts, (_PUT, params)])
+        puts = [(_PUT, _checkpoint_params(c)) for c in (*earlier, cp)]
+        await self._fenced(cp.execution_id, epoch, [*stmts, *puts])
 
     async def put_graph_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str,
                                writes: Sequence[GraphWrite], *, execution_id: str | None = None,
@@ -138,6 +135,13 @@ class GraphSql:
         await self._driver.batch([
             ("DELETE FROM graph_writes WHERE thread_id = :t", {"t": thread_id}),
             ("DELETE FROM graph_checkpoints WHERE thread_id = :t", {"t": thread_id})])
+
+
+def _checkpoint_params(cp: GraphCheckpoint) -> dict[str, Any]:
+    return {"thread_id": cp.thread_id, "checkpoint_ns": cp.checkpoint_ns,
+            "checkpoint_id": cp.checkpoint_id, "parent_checkpoint_id": cp.parent_checkpoint_id,
+            "type": cp.type, "checkpoint": cp.checkpoint, "metadata": dump(cp.metadata),
+            "execution_id": cp.execution_id, "created_at": cp.created_at or time.time()}
 
 
 def _write_statements(thread_id: str, checkpoint_ns: str, checkpoint_id: str,

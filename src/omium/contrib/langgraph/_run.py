@@ -18,6 +18,7 @@ and agent. So a call finds the graph as the last one left it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -54,7 +55,8 @@ async def _saver(ctx: AgentContext, runtime: AgentRuntime | None
         # the graph runs, with nothing to resume from later.
         return InMemorySaver(), ctx.idempotency_key, None
     store = cast(GraphCheckpointStore, runtime.store)
-    saver = OmiumSaver(store, execution_id=ctx.execution_id, epoch=runtime.epoch)
+    saver = OmiumSaver(store, execution_id=ctx.execution_id, epoch=runtime.epoch,
+                       hold_input=True)
     # The checkpoint is read alongside the events that name the thread, for the thread an
     # agent never rolled back has (nearly always the one): one round trip to the store
     # instead of two; after a rollback it is read again on the right thread.
@@ -105,7 +107,15 @@ async def run_graph(graph: Pregel[Any, Any, Any, Any], inputs: Any, ctx: AgentCo
             start = None  # LangGraph's "continue from the last checkpoint"
         else:
             return state.values
-    result = await graph.ainvoke(start, config, durability="sync")
+    try:
+        result = await graph.ainvoke(start, config, durability="sync")
+    except BaseException:
+        if isinstance(saver, OmiumSaver):  # what the graph's failure leaves is its own error
+            with contextlib.suppress(Exception):
+                await saver.aflush()
+        raise
+    if isinstance(saver, OmiumSaver):
+        await saver.aflush()  # an input checkpoint no later one took (see hold_input)
     if isinstance(result, Mapping) and (pending := result.get(INTERRUPT)):
         raise _request(pending)
     return result

@@ -67,10 +67,16 @@ class OmiumSaver(BaseCheckpointSaver[str]):
     whose lease fences every write (both or neither)."""
 
     def __init__(self, store: GraphCheckpointStore, *, execution_id: str | None = None,
-                 epoch: int | None = None, serde: SerializerProtocol | None = None) -> None:
+                 epoch: int | None = None, serde: SerializerProtocol | None = None,
+                 hold_input: bool = False) -> None:
         super().__init__(serde=serde)
         self.store = store
         self.execution_id, self.epoch = execution_id, epoch
+        # See ``aput``: an input checkpoint waits for the next one's transaction; its reads
+        # and ``aflush`` write it before that. Off by default: only a caller that reads the
+        # thread through this saver alone (the adapter) may hold a write back.
+        self.hold_input = hold_input
+        self._held: GraphCheckpoint | None = None
         self.loop = asyncio.get_running_loop()
         self._pending: list[_Pending] = []  # writes waiting for a checkpoint to join
         self._waiting = False  # a countdown of turns is under way (_wait_turns)
@@ -121,21 +127,33 @@ class OmiumSaver(BaseCheckpointSaver[str]):
         thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         type_, blob = self.serde.dumps_typed(checkpoint)
         self._empty = None
+        cp = GraphCheckpoint(thread_id, ns, checkpoint["id"], conf.get("checkpoint_id"), type_,
+                             blob, dict(get_serializable_checkpoint_metadata(config, metadata)),
+                             execution_id=self.execution_id)
+        if (self.hold_input and metadata.get("source") == "input" and self._held is None
+                and not self._pending and not self._putting):
+            # The checkpoint of an invocation's input. LangGraph's next one follows before
+            # any node runs (the input's own step maps it into the channels) and takes it
+            # into its transaction: a commit fewer per run. Lost to a kill in between, it
+            # costs nothing: the adapter then starts the graph from the same input again.
+            self._held = cp
+            return _config(thread_id, ns, checkpoint["id"])
         joined, self._pending = self._pending, []
+        held, self._held = self._held, None
         self._putting += 1
         try:
-            await self.store.put_graph_checkpoint(GraphCheckpoint(
-                thread_id, ns, checkpoint["id"], conf.get("checkpoint_id"), type_, blob,
-                dict(get_serializable_checkpoint_metadata(config, metadata)),
-                execution_id=self.execution_id), epoch=self.epoch,
-                writes=[w for w, _ in joined])
+            await self.store.put_graph_checkpoint(cp, epoch=self.epoch,
+                                                  writes=[w for w, _ in joined],
+                                                  earlier=[held] if held else [])
         except Exception as err:  # the same transaction: the writes failed with it
             _settle(joined, err)
+            self._held = self._held or held
             raise
         except BaseException:
             # Cancelled: the transaction may or may not commit. Write the writes again on
             # their own (a no-op if they landed), so that they are never lost.
             self._pending[:0] = joined
+            self._held = self._held or held
             self._start_flush()
             raise
         finally:
@@ -200,10 +218,23 @@ class OmiumSaver(BaseCheckpointSaver[str]):
 
     async def _drain(self) -> None:
         """Write what is waiting now (before a read, so that it sees it)."""
+        if self._held is not None:
+            await self.aflush()
         if self._pending:
             await self._flush()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def aflush(self) -> None:
+        """Write a held input checkpoint now (``hold_input``): when the graph stopped before
+        the checkpoint that would have taken it."""
+        held, self._held = self._held, None
+        if held is not None:
+            try:
+                await self.store.put_graph_checkpoint(held, epoch=self.epoch)
+            except BaseException:
+                self._held = self._held or held
+                raise
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._drain()
