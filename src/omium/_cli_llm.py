@@ -31,7 +31,7 @@ from omium.billing.money import credits_to_nano, nano_to_credits, nano_to_dollar
 from omium.errors import UnknownTenantError
 from omium.store import open_store
 
-if TYPE_CHECKING:  # imported in the commands: aiohttp is slow to import for every CLI call
+if TYPE_CHECKING:  # imported in the commands that need them, not for every CLI call
     from omium.llm.config import LLMConfig
     from omium.store.base import Store
     from omium.store.records import TenantRecord, UsageSummary
@@ -131,7 +131,7 @@ def status(config: ConfigOption = None, db: DbOption = None,
 
     probes, rows, failures = run_async(go())
     all_failed = sum(f.n for f in failures if f.backend == "*")
-    from omium.llm.figures import plan_figures  # the router (aiohttp) loads with omium.llm
+    from omium.llm.figures import plan_figures  # the router loads with omium.llm
 
     figures = plan_figures(rows, all_failed, cfg.prices)
     per_backend: dict[str, int] = {}

@@ -27,7 +27,7 @@ def router_for(plan: WorkflowGraph, store: BillingStore) -> LLMRouter | None:
 def build_router(store: BillingStore) -> LLMRouter:
     """A router from the LLM config, billing ``store`` (for llm agents, and for the gateway
     other agents call)."""
-    # Imported here: aiohttp costs ~90 ms of start-up that python-only runs skip.
+    # Imported here: runs of python agents only never load the llm layer.
     from omium.llm.config import load_config
     from omium.llm.router import LLMRouter
 

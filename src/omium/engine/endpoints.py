@@ -5,7 +5,7 @@ In the service it is the gateway of ``omium serve`` (``base_url``, from ``OMIUM_
 with an execution token signed with the deployment's secret. In a CLI run, or a worker given
 no URL, it is this process's own gateway (``omium.llm.local_gateway``), started on first need
 on 127.0.0.1 and a random port, signing with a random secret of its own. Nothing is started,
-and nothing of the llm layer imported (aiohttp, uvicorn), for agents that never ask.
+and nothing of the llm layer imported (the router, uvicorn), for agents that never ask.
 
 How a run's agents find these: the context variable ``ENDPOINTS``, set by the executor or the
 worker around the run's task (``start_run``) and read where each attempt's context is made

@@ -1,4 +1,4 @@
-"""One OpenAI-compatible server: a pooled aiohttp session (keep-alive, one per backend),
+"""One OpenAI-compatible server: its pooled keep-alive connections (``omium.llm._http``),
 requests, streaming, and the classification of what went wrong."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from omium.errors import LLMRequestError
+from omium.llm import _http
 from omium.llm.config import BackendConfig
 from omium.llm.pricing import Usage
 
@@ -70,40 +69,32 @@ class Backend:
     def __init__(self, cfg: BackendConfig) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: _http.Pool | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _client(self) -> _http.Pool:
+        if self._pool is None:
             headers = {"Content-Type": "application/json"}
             if key := self.cfg.api_key:
                 headers["Authorization"] = f"Bearer {key}"
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.cfg.max_concurrency,
-                                               keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=None,
-                                              sock_connect=self.cfg.connect_timeout_s,
-                                              sock_read=self.cfg.read_timeout_s),
-                headers=headers,
-                # An API server sets no cookies worth keeping: no jar to filter per request.
-                cookie_jar=aiohttp.DummyCookieJar())
-        return self._session
+            self._pool = _http.Pool(self.cfg.base_url, limit=self.cfg.max_concurrency,
+                                    connect_timeout_s=self.cfg.connect_timeout_s,
+                                    read_timeout_s=self.cfg.read_timeout_s, headers=headers)
+        return self._pool
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     async def request(self, path: str, body: dict[str, Any],
                       on_delta: Callable[[str], None] | None = None,
                       on_chunk: OnChunk | None = None) -> Completion:
         """POST to ``/chat/completions`` or ``/completions``; raises BackendFailure or
         LLMRequestError."""
-        url = f"{self.cfg.base_url}{path}"
         try:
-            # Encoded here (the session sends Content-Type: application/json): aiohttp's own
-            # json= path wraps it in a payload object per request.
             data = json.dumps(body, separators=(",", ":")).encode()
-            async with self._client().post(url, data=data) as resp:
+            resp = await self._client().request("POST", path, data)
+            try:
                 if resp.status != 200:
                     await self._raise_for(resp)
                 if body.get("stream"):
@@ -113,20 +104,25 @@ class Backend:
                 completion = self._parse(json.loads(raw), body)
                 completion.body = raw
                 return completion
+            finally:
+                resp.release()
         except (BackendFailure, LLMRequestError):
             raise
-        except TimeoutError as err:
-            raise BackendFailure("timeout", f"timed out: {err or 'no answer'}") from None
-        except aiohttp.ClientError as err:
+        except _http.ReadTimeout as err:
+            raise BackendFailure("timeout", f"timed out: {err}") from None
+        except _http.ProtocolError as err:
+            raise BackendFailure("protocol", str(err)) from None
+        except _http.HTTPError as err:
             raise BackendFailure("connection", f"{type(err).__name__}: {err}") from None
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
             raise BackendFailure("protocol", f"malformed response: {err!r}") from None
 
-    async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
+    async def _raise_for(self, resp: _http.Response) -> None:
+        raw = await resp.read()
         try:
-            body: Any = await resp.json(content_type=None)
-        except (ValueError, aiohttp.ClientError):
-            body = (await resp.text())[:300]
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")[:300]
         message = _error_message(body)
         if resp.status >= 500 or resp.status in RETRYABLE_4XX:
             raise BackendFailure("status", f"HTTP {resp.status}: {message}", resp.status)
@@ -138,13 +134,13 @@ class Backend:
         return Completion(text or "", data.get("model") or body["model"],
                           _usage(data.get("usage")), data)
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse, body: dict[str, Any],
+    async def _read_stream(self, resp: _http.Response, body: dict[str, Any],
                            on_delta: Callable[[str], None] | None,
                            on_chunk: OnChunk | None) -> Completion:
         parts: list[str] = []
         usage: Usage | None = None
         model = body["model"]
-        async for raw_line in resp.content:
+        async for raw_line in resp.lines():
             line = raw_line.strip()
             if not line.startswith(b"data:"):
                 continue
@@ -170,8 +166,14 @@ class Backend:
         """Seconds for GET /models (for status displays; never used to close a circuit)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with self._client().get(f"{self.cfg.base_url}/models") as resp:
-            await resp.read()
-            if resp.status != 200:
-                raise BackendFailure("status", f"HTTP {resp.status}", resp.status)
+        try:
+            resp = await self._client().request("GET", "/models")
+            try:
+                await resp.read()
+            finally:
+                resp.release()
+        except _http.HTTPError as err:
+            raise BackendFailure("connection", f"{type(err).__name__}: {err}") from None
+        if resp.status != 200:
+            raise BackendFailure("status", f"HTTP {resp.status}", resp.status)
         return loop.time() - started
