@@ -250,3 +250,30 @@ async def test_the_rollback_budget_spans_resumes(sqlite_store: Store, tmp_path,
     assert (first.status, second.status) == ("failed", "failed")
     assert second.failure_type == "validation_error"
     assert (tmp_path / "n").read_text() == "2"  # one rollback in all, not one per resume
+
+
+async def test_a_definition_executed_again_is_prepared_once_and_its_edits_are_seen(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import omium.engine.executor as executor_module
+
+    prepared = []
+    prepare = executor_module.prepare
+
+    def counted(workflow: Any, **kw: Any) -> Any:
+        prepared.append(json.dumps(workflow, sort_keys=True))
+        return prepare(workflow, **kw)
+
+    monkeypatch.setattr(executor_module, "prepare", counted)
+    wf = {"name": "again", "agents": [agent("only", "echo")]}
+    async with MultiAgentExecutor(sqlite_store) as ex:
+        first = await ex.execute("again-1", wf, inputs={"n": 1})
+        second = await ex.execute("again-2", wf, inputs={"n": 2})
+        assert len(prepared) == 1  # the same content: its plan is reused
+        wf["agents"].append(agent("more", "echo"))  # the same dict, edited
+        third = await ex.execute("again-3", wf, inputs={"n": 3})
+    assert len(prepared) == 2
+    assert [r.status for r in (first, second, third)] == ["completed"] * 3
+    assert second.results["only"]["seen"] == {"n": 2}
+    assert set(third.results) == {"only", "more"}
+    stored = [(await sqlite_store.get_execution(f"again-{i}")) for i in (1, 2, 3)]
+    assert [len(rec.definition["agents"]) for rec in stored if rec] == [1, 1, 2]

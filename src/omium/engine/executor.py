@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,9 @@ from omium.workflow.model import WorkflowDef
 if TYPE_CHECKING:
     from omium.llm.router import LLMRouter
 
+# Definitions given as dicts, kept prepared by their content: a script or a service that
+# calls ``execute`` in a loop passes the same one each time (a worker caches its plans too).
+PLANS_CACHED = 64
 
 
 def check_inputs(plan: WorkflowGraph, inputs: Any) -> None:
@@ -78,6 +82,7 @@ class MultiAgentExecutor:
         self.tenant_id = tenant_id
         self.on_event = on_event
         self.sleep = sleep
+        self._plans: OrderedDict[str, tuple[WorkflowGraph, dict[str, Any]]] = OrderedDict()
 
     async def store(self) -> Store:
         if self._store is None:
@@ -149,14 +154,12 @@ class MultiAgentExecutor:
         (use ``resume`` to continue an interrupted one). Invalid definitions or inputs raise
         before anything is written.
         """
-        plan = workflow_def if isinstance(workflow_def, WorkflowGraph) else prepare(workflow_def,
-                                                                            source=source)
+        plan, definition = self._prepared(workflow_def, source)
         if inputs is None:
             inputs = plan.workflow.inputs if plan.workflow.inputs is not None else {}
         check_inputs(plan, inputs)
         store = await self.store()
         self._llm(store, plan)  # a broken LLM config raises here, before anything is written
-        definition = plan.workflow.model_dump(mode="json", exclude_none=True)
         workflow_id = await store.put_workflow(plan.workflow.name, definition, self.tenant_id)
         rec, created = await store.create_execution(ExecutionRecord(
             execution_id, plan.workflow.name, definition, inputs, status=Status.RUNNING,
@@ -171,6 +174,27 @@ class MultiAgentExecutor:
                     f"{what} ({rec.workflow_name}, {rec.status}): choose another id")
             return replace(result_from_record(rec), existing=True)
         return await self._drive(store, plan, rec, 1, fresh=True)
+
+    def _prepared(self, workflow_def: WorkflowGraph | WorkflowDef | dict[str, Any],
+                  source: str | None) -> tuple[WorkflowGraph, dict[str, Any]]:
+        """The plan and the definition stored with the execution."""
+        key = None
+        if isinstance(workflow_def, dict):
+            try:
+                key = json.dumps([workflow_def, source], sort_keys=True, separators=(",", ":"))
+            except (TypeError, ValueError):  # not JSON: prepare says what is wrong with it
+                key = None
+            if key is not None and (hit := self._plans.get(key)) is not None:
+                self._plans.move_to_end(key)
+                return hit
+        plan = workflow_def if isinstance(workflow_def, WorkflowGraph) else prepare(workflow_def,
+                                                                            source=source)
+        prepared = plan, plan.workflow.model_dump(mode="json", exclude_none=True)
+        if key is not None:
+            self._plans[key] = prepared
+            if len(self._plans) > PLANS_CACHED:
+                self._plans.popitem(last=False)
+        return prepared
 
     async def get(self, execution_id: str) -> ExecutionResult:
         return result_from_record(await self._record(execution_id))
