@@ -77,6 +77,17 @@ async def echo_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         await writer.drain()
 
 
+async def twice(handler: Handler, pause_s: float = 0.0) -> tuple[list[bytes], int]:
+    """Two calls, ``pause_s`` apart: the bodies answered, and the connections they took."""
+    async with serving(handler) as (server, url):
+        p = pool(url)
+        got = [(await call(p, b"1"))[1]]
+        await asyncio.sleep(pause_s)
+        got.append((await call(p, b"2"))[1])
+        await p.aclose()
+    return got, server.connections
+
+
 async def call(p: _http.Pool, body: bytes) -> tuple[int, bytes]:
     resp = await p.request("POST", "/chat/completions", body)
     try:
@@ -116,12 +127,7 @@ async def test_a_chunked_answer_is_read_whole_and_its_connection_reused() -> Non
                 await asyncio.sleep(0.01)
             writer.write(b"0\r\n\r\n")
 
-    async with serving(handler) as (server, url):
-        p = pool(url)
-        assert await call(p, b"{}") == (200, b'{"a":"bc"}')
-        assert await call(p, b"{}") == (200, b'{"a":"bc"}')
-        await p.aclose()
-    assert server.connections == 1
+    assert await twice(handler) == ([b'{"a":"bc"}'] * 2, 1)
 
 
 async def test_an_answer_ending_at_the_close_is_read_whole_and_not_reused() -> None:
@@ -131,12 +137,7 @@ async def test_an_answer_ending_at_the_close_is_read_whole_and_not_reused() -> N
         await writer.drain()
         writer.write(b"\"of it\"}")
 
-    async with serving(handler) as (server, url):
-        p = pool(url)
-        assert await call(p, b"{}") == (200, b'{"all": "of it"}')
-        assert await call(p, b"{}") == (200, b'{"all": "of it"}')
-        await p.aclose()
-    assert server.connections == 2
+    assert await twice(handler) == ([b'{"all": "of it"}'] * 2, 2)
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
@@ -145,13 +146,8 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
         writer.write(answer(body))  # keep-alive by default, then closed (uvicorn's 5 s)
         await writer.drain()
 
-    async with serving(handler) as (server, url):
-        p = pool(url)
-        assert await call(p, b"1") == (200, b"1")
-        await asyncio.sleep(0.05)  # the server's close reaches the idle connection
-        assert await call(p, b"2") == (200, b"2")
-        await p.aclose()
-    assert server.connections == 2
+    # The pause lets the server's close reach the idle connection first.
+    assert await twice(handler, pause_s=0.05) == ([b"1", b"2"], 2)
 
 
 async def test_an_answer_cut_short_is_disconnected_and_the_next_call_gets_its_own() -> None:
