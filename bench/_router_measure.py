@@ -178,7 +178,8 @@ def stubbed_router() -> LLMRouter:
                                       model=LOCAL_MODEL, kind="local")])
     completion = Completion(EXPECTED, LOCAL_MODEL, Usage(9, 9), {})
 
-    async def fake_request(path: str, body: dict[str, Any], on_delta: Any = None) -> Completion:
+    async def fake_request(path: str, body: dict[str, Any], on_delta: Any = None,
+                           on_chunk: Any = None) -> Completion:
         return completion
 
     router.backends[0].request = fake_request  # type: ignore[method-assign]
