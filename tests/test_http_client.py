@@ -130,6 +130,26 @@ async def test_a_chunked_answer_is_read_whole_and_its_connection_reused() -> Non
     assert await twice(handler) == ([b'{"a":"bc"}'] * 2, 1)
 
 
+async def test_an_informational_answer_is_skipped_for_the_one_that_follows() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(reader)
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+            await writer.drain()
+            writer.write(answer(body, b"X-Real: yes"))
+
+    async with serving(handler) as (server, url):
+        p = pool(url)
+        resp = await p.request("POST", "/chat/completions", b"{}")
+        assert (resp.status, resp.headers.get("x-real"), "link" in resp.headers) == (
+            200, "yes", False)
+        assert await resp.read() == b"{}"
+        resp.release()
+        assert await call(p, b"again") == (200, b"again")
+        await p.aclose()
+    assert server.connections == 1
+
+
 async def test_an_answer_ending_at_the_close_is_read_whole_and_not_reused() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

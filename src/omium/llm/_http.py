@@ -96,6 +96,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200:  # informational (100 Continue, 103 Early Hints): the
+            return                    # answer follows it on the same connection
         self.keep_alive = self.parser.should_keep_alive()
         self.until_close = ("content-length" not in self.headers
                             and "chunked" not in self.headers.get("transfer-encoding", "")
@@ -108,6 +110,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:
+            self.status, self.headers = 0, {}
+            return
         self.complete = True
         self._wake()
 
