@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import socket
 import threading
 from collections.abc import Iterator
@@ -62,7 +63,11 @@ class LocalGateway:
         config = uvicorn.Config(self.gateway, lifespan="off", log_config=None,
                                 access_log=False, log_level="warning", proxy_headers=False)
         self._server = _QuietServer(config)
-        self._task = self._loop.create_task(self._server.serve(sockets=[self._sock]))
+        # In a context of its own: this runs in the context of the agent that first asked
+        # for the URL, and uvicorn's request tasks copy the server's, so that agent's context
+        # variables (its runtime, LangChain's run config) would be every request's.
+        self._task = self._loop.create_task(self._server.serve(sockets=[self._sock]),
+                                            context=contextvars.Context())
 
     async def aclose(self) -> None:
         with self._lock:
