@@ -51,6 +51,15 @@ def workflow(*agents: dict[str, Any], **inputs: Any) -> dict[str, Any]:
             "agents": list(agents)}
 
 
+async def run_retried_crew(store: Store, crew: str) -> Any:
+    """A fresh execution of one crewai agent, ``credit``, running the factory ``crew`` with
+    two attempts (no backoff): its result."""
+    wf = workflow({"id": "credit", "framework": "crewai", "definition": {"crew": crew},
+                   "retry": {"max_attempts": 2, "backoff_s": 0}})
+    async with MultiAgentExecutor(store) as ex:
+        return await ex.execute(uuid.uuid4().hex, wf)
+
+
 def task_of(request: dict[str, Any]) -> str:
     """The task a request to the model was for (CrewAI's prompt names it first)."""
     text = request["messages"][-1]["content"]

@@ -4,7 +4,6 @@ failed asks neither of the concurrent ones again, giving both back as its contex
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,12 @@ pytest.importorskip("crewai")
 
 from crewai import Crew, Process, Task
 
-from omium import MultiAgentExecutor
 from omium.agents.base import AgentContext
 from omium.store.base import Store
 from omium.testing.fake_server import Behaviour
 from tests._gateway_util import fake_backends
 from tests.crewai_crews import analyst
-from tests.test_crewai import task_of, workflow
+from tests.test_crewai import run_retried_crew, task_of
 
 
 def two_checks_then_verdict(ctx: AgentContext) -> Crew:
@@ -40,12 +38,7 @@ async def test_a_retry_after_concurrent_tasks_asks_neither_again(
         # Both checks answer; the verdict's call is refused (400: no fallback), so the attempt
         # fails after both were checkpointed; the retry asks the verdict only.
         local.script(Behaviour(), Behaviour(), Behaviour(kind="fail", status=400))
-        execution_id = uuid.uuid4().hex
-        wf = workflow({"id": "credit", "framework": "crewai",
-                       "definition": {"crew": f"{__name__}:two_checks_then_verdict"},
-                       "retry": {"max_attempts": 2, "backoff_s": 0}})
-        async with MultiAgentExecutor(store) as ex:
-            result = await ex.execute(execution_id, wf)
+        result = await run_retried_crew(store, f"{__name__}:two_checks_then_verdict")
         assert result.status == "completed", result.error
         asked = [task_of(r) for r in local.requests]
         assert sorted(asked[:2]) == ["history", "income"] and asked[2:] == ["verdict", "verdict"]

@@ -5,7 +5,6 @@ the next task's context), and the finished task is not asked again."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,13 +14,12 @@ pytest.importorskip("crewai")
 
 from crewai import Agent, Crew, Process, Task
 
-from omium import MultiAgentExecutor
 from omium.agents.base import AgentContext
 from omium.store.base import Store
 from omium.testing.fake_server import Behaviour, FakeOpenAIServer
 from tests._gateway_util import fake_backends
 from tests.crewai_crews import VERDICT, Verdict, llm
-from tests.test_crewai import task_of, workflow
+from tests.test_crewai import run_retried_crew, task_of
 
 
 def verdict_then_letter(ctx: AgentContext) -> Crew:
@@ -48,12 +46,7 @@ async def test_a_structured_task_output_survives_a_retry_of_the_crew(
     # verdict answers; letter's call is refused (400: no fallback), so the attempt fails after
     # verdict was checkpointed; the retry runs letter only.
     local.script(Behaviour(), Behaviour(kind="fail", status=400))
-    execution_id = uuid.uuid4().hex
-    wf = workflow({"id": "credit", "framework": "crewai",
-                   "definition": {"crew": f"{__name__}:verdict_then_letter"},
-                   "retry": {"max_attempts": 2, "backoff_s": 0}})
-    async with MultiAgentExecutor(store) as ex:
-        result = await ex.execute(execution_id, wf)
+    result = await run_retried_crew(store, f"{__name__}:verdict_then_letter")
     assert result.status == "completed", result.error
     assert [task_of(r) for r in local.requests] == ["verdict", "letter", "letter"]
     out = result.results["credit"]
