@@ -115,6 +115,10 @@ async def test_paused_worker_is_fenced_after_its_lease_is_reclaimed(
     a = _worker_proc(database_url, effects, step_s=0.4, lease=1.0)
     try:
         await _until(lambda: len(_effects(effects)) >= 2)
+        # Into the second agent's 0.4 s step, after the writes of its start: a process
+        # stopped inside a transaction would hold SQLite's one write lock (or PostgreSQL's
+        # row lock) and stall every other worker, which is not what this test is about.
+        await asyncio.sleep(0.15)
         a.send_signal(signal.SIGSTOP)  # paused mid-execution, lease not renewed
         async with open_store(database_url) as store:
             before = [c.agent_id for c in await store.get_checkpoints(eid)]
